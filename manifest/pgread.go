@@ -1,0 +1,574 @@
+package manifest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+)
+
+// PGManifest is a parsed backup_manifest.
+type PGManifest struct {
+	Version          int
+	SystemIdentifier uint64 // version 2 only
+	Files            []PGFile
+	WALRanges        []WALRange
+	// ManifestChecksum is the verified SHA-256 (hex) of the manifest.
+	ManifestChecksum string
+}
+
+// PGFile is one "Files" entry.
+type PGFile struct {
+	Path              string // decoded from Encoded-Path when the manifest has that
+	Size              int64
+	LastModified      string // as written, e.g. "2024-05-01 12:00:00 GMT"
+	ChecksumAlgorithm string // "" when the file has no checksum
+	Checksum          string // hex
+}
+
+// ModTime parses LastModified.
+func (f PGFile) ModTime() (time.Time, error) { return ParseLastModified(f.LastModified) }
+
+// ReadPGManifest parses a backup_manifest, checks its structure as
+// PostgreSQL's parser does (plus: no duplicate paths or fields, known
+// checksum algorithms, valid UTF-8) and verifies its Manifest-Checksum.
+func ReadPGManifest(r io.Reader) (*PGManifest, error) {
+	var files []PGFile
+	m, err := ScanPGManifest(r, func(f PGFile) error {
+		files = append(files, f)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.Files = files
+	return m, nil
+}
+
+// ScanPGManifest parses a backup_manifest like ReadPGManifest but hands each
+// file entry to fn instead of keeping the list (its Files stays nil), so a
+// restore of millions of files does not hold all the entries (only the set
+// of paths, to reject duplicates as pg_verifybackup does). The entries reach fn
+// before the manifest checksum can be verified: act on them only once
+// ScanPGManifest has returned without error.
+func ScanPGManifest(r io.Reader, fn func(PGFile) error) (*PGManifest, error) {
+	lh := &lineHasher{r: r, h: sha256.New()}
+	p := &pgParser{lx: newLexer(lh), fn: fn, seen: make(map[string]struct{})}
+	m, err := p.parse()
+	if err != nil {
+		if lh.err != nil {
+			return nil, fmt.Errorf("read backup_manifest: %w", lh.err)
+		}
+		return nil, fmt.Errorf("parse backup_manifest: %w", err)
+	}
+	if err := lh.check(); err != nil {
+		return nil, fmt.Errorf("parse backup_manifest: %w", err)
+	}
+	actual := hex.EncodeToString(lh.h.Sum(nil))
+	if len(m.ManifestChecksum) != sha256.Size*2 {
+		return nil, fmt.Errorf("parse backup_manifest: invalid manifest checksum %q", m.ManifestChecksum)
+	}
+	// The server writes lower case; PostgreSQL's reader accepts either.
+	if !strings.EqualFold(actual, m.ManifestChecksum) {
+		return nil, errors.New("backup_manifest checksum mismatch: the manifest is damaged or was modified")
+	}
+	m.ManifestChecksum = actual
+	return m, nil
+}
+
+// maxManifestLine bounds the bytes kept for the line-based checksum; a real
+// line is a few hundred bytes, so anything near this is not a manifest.
+const maxManifestLine = 64 << 20
+
+// lineHasher passes the manifest through to the JSON decoder while hashing
+// every byte up to and including its next-to-last newline: the checksum
+// covers all lines but the last one, which holds the checksum itself.
+type lineHasher struct {
+	r        io.Reader
+	h        hash.Hash
+	pending  []byte // bytes read but not hashed: at most one whole line and a partial one
+	lineEnd  int    // length of the whole line at the start of pending (0: none)
+	newlines int64
+	err      error // a reader error or a limit, reported instead of the JSON error
+}
+
+func (l *lineHasher) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if cerr := l.consume(p[:n]); cerr != nil {
+			l.err = cerr
+			return 0, cerr
+		}
+	}
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
+	return n, err
+}
+
+func (l *lineHasher) consume(b []byte) error {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			l.pending = append(l.pending, b...)
+			break
+		}
+		l.newlines++
+		// A new line ends, so the whole line we were holding back is not
+		// the last one after all.
+		if l.lineEnd > 0 {
+			if err := l.commit(l.pending[:l.lineEnd]); err != nil {
+				return err
+			}
+			n := copy(l.pending, l.pending[l.lineEnd:])
+			l.pending = l.pending[:n]
+		}
+		l.pending = append(l.pending, b[:i+1]...)
+		l.lineEnd = len(l.pending)
+		b = b[i+1:]
+	}
+	if len(l.pending) > maxManifestLine {
+		return fmt.Errorf("a line longer than %d bytes: not a backup manifest", maxManifestLine)
+	}
+	return nil
+}
+
+func (l *lineHasher) commit(line []byte) error {
+	if !utf8.Valid(line) {
+		return errors.New("backup_manifest is not valid UTF-8")
+	}
+	l.h.Write(line)
+	return nil
+}
+
+// check applies PostgreSQL's rules to the end of the manifest once it has
+// all been read: at least two lines, and the last one newline-terminated.
+func (l *lineHasher) check() error {
+	if l.newlines < 2 {
+		return errors.New("expected at least 2 lines")
+	}
+	if l.lineEnd != len(l.pending) {
+		return errors.New("last line not newline-terminated")
+	}
+	if !utf8.Valid(l.pending) {
+		return errors.New("backup_manifest is not valid UTF-8")
+	}
+	return nil
+}
+
+// pgParser reads the manifest in the order PostgreSQL's parser
+// (src/common/parse_manifest.c) expects it.
+type pgParser struct {
+	lx   *lexer
+	fn   func(PGFile) error
+	seen map[string]struct{} // paths, to reject duplicates as pg_verifybackup does
+}
+
+// expect reads a token of kind k; where (e.g. "after Size") only goes into
+// the error, built lazily so that the happy path does not allocate.
+func (p *pgParser) expect(k tokKind, where ...string) error {
+	got, err := p.lx.next()
+	if err != nil {
+		return err
+	}
+	if got != k {
+		if got == tEOF {
+			return errTruncated
+		}
+		return p.lx.errorf("expected %s %s, found %s", k, strings.Join(where, ""), got)
+	}
+	return nil
+}
+
+// object reads the members of an object whose "{" has been read, calling
+// member with each key (valid until the next token) to read its value.
+func (p *pgParser) object(what string, member func(key []byte) error) error {
+	for first := true; ; first = false {
+		k, err := p.lx.next()
+		if err != nil {
+			return err
+		}
+		if first && k == tRBrace {
+			return nil
+		}
+		if k != tString {
+			return p.unexpected(k, "a field name in ", what)
+		}
+		if err := member(p.lx.val); err != nil {
+			return err
+		}
+		if k, err = p.lx.next(); err != nil {
+			return err
+		}
+		switch k {
+		case tComma:
+		case tRBrace:
+			return nil
+		default:
+			return p.unexpected(k, `"," or "}" in `, what)
+		}
+	}
+}
+
+// array reads an array of objects, calling elem after each "{".
+func (p *pgParser) array(what string, elem func() error) error {
+	if err := p.expect(tLBrack, "to start ", what); err != nil {
+		return err
+	}
+	for first := true; ; first = false {
+		k, err := p.lx.next()
+		if err != nil {
+			return err
+		}
+		if first && k == tRBrack {
+			return nil
+		}
+		if k != tLBrace {
+			return p.unexpected(k, "an object in ", what)
+		}
+		if err := elem(); err != nil {
+			return err
+		}
+		if k, err = p.lx.next(); err != nil {
+			return err
+		}
+		switch k {
+		case tComma:
+		case tRBrack:
+			return nil
+		default:
+			return p.unexpected(k, `"," or "]" in `, what)
+		}
+	}
+}
+
+func (p *pgParser) unexpected(k tokKind, want ...string) error {
+	if k == tEOF {
+		return errTruncated
+	}
+	return p.lx.errorf("expected %s, found %s", strings.Join(want, ""), k)
+}
+
+// value reads the ":" and a scalar of kind k, returning its text.
+func (p *pgParser) value(k tokKind, what string) (string, error) {
+	b, err := p.valueBytes(k, what)
+	return string(b), err
+}
+
+// valueBytes is value without the copy: the bytes are valid until the next
+// token.
+func (p *pgParser) valueBytes(k tokKind, what string) ([]byte, error) {
+	if err := p.expect(tColon, "after ", what); err != nil {
+		return nil, err
+	}
+	got, err := p.lx.next()
+	if err != nil {
+		return nil, err
+	}
+	if got != k {
+		return nil, p.unexpected(got, k.String(), " for ", what)
+	}
+	return p.lx.val, nil
+}
+
+func (p *pgParser) parse() (*PGManifest, error) {
+	m := &PGManifest{}
+	if err := p.expect(tLBrace, "at the start of the manifest"); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	done := false // Manifest-Checksum read: PostgreSQL accepts nothing more
+	err := p.object("the manifest", func(key []byte) error {
+		if done {
+			return p.lx.errorf("field %q after Manifest-Checksum", key)
+		}
+		if len(seen) == 0 && string(key) != "PostgreSQL-Backup-Manifest-Version" {
+			return p.lx.errorf("expected version indicator")
+		}
+		k := string(key)
+		if seen[k] {
+			return p.lx.errorf("duplicate top-level field %q", k)
+		}
+		seen[k] = true
+		switch k {
+		case "PostgreSQL-Backup-Manifest-Version":
+			v, err := p.value(tNumber, "the manifest version")
+			if err != nil {
+				return err
+			}
+			switch v {
+			case "1":
+				m.Version = 1
+			case "2":
+				m.Version = 2
+			default:
+				return p.lx.errorf("unexpected manifest version %s", v)
+			}
+		case "System-Identifier":
+			if m.Version == 1 {
+				return p.lx.errorf("System-Identifier in a version 1 manifest")
+			}
+			s, err := p.value(tNumber, "the system identifier")
+			if err != nil {
+				return err
+			}
+			if m.SystemIdentifier, err = strconv.ParseUint(s, 10, 64); err != nil {
+				return p.lx.errorf("manifest system identifier not an integer")
+			}
+		case "Files":
+			if err := p.expect(tColon, "after Files"); err != nil {
+				return err
+			}
+			return p.array("Files", p.file)
+		case "WAL-Ranges":
+			if err := p.expect(tColon, "after WAL-Ranges"); err != nil {
+				return err
+			}
+			return p.array("WAL-Ranges", func() error {
+				r, err := p.walRange()
+				if err != nil {
+					return err
+				}
+				m.WALRanges = append(m.WALRanges, r)
+				return nil
+			})
+		case "Manifest-Checksum":
+			s, err := p.value(tString, "the manifest checksum")
+			if err != nil {
+				return err
+			}
+			m.ManifestChecksum = s
+			done = true
+		default:
+			return p.lx.errorf("unrecognized top-level field %q", k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !seen["PostgreSQL-Backup-Manifest-Version"]:
+		return nil, errors.New("expected version indicator")
+	case !done:
+		return nil, errors.New("manifest has no checksum (or the checksum is not its last field)")
+	case m.Version == 2 && !seen["System-Identifier"]:
+		return nil, errors.New("version 2 manifest without System-Identifier")
+	case !seen["Files"]:
+		return nil, errors.New("manifest has no Files list")
+	case !seen["WAL-Ranges"]:
+		return nil, errors.New("manifest has no WAL-Ranges list")
+	}
+	k, err := p.lx.next()
+	if err != nil {
+		return nil, err
+	}
+	if k != tEOF {
+		return nil, p.lx.errorf("data after the end of the manifest")
+	}
+	return m, nil
+}
+
+// file reads one file object after its "{".
+func (p *pgParser) file() error {
+	var (
+		f                               PGFile
+		path, encoded                   string
+		size                            int64
+		havePath, haveEncoded, haveSize bool
+		haveLM, haveAlg, haveSum        bool
+	)
+	err := p.object("a file entry", func(key []byte) error {
+		var (
+			dup bool
+			err error
+		)
+		switch string(key) {
+		case "Path":
+			dup, havePath = havePath, true
+			path, err = p.value(tString, "Path")
+		case "Encoded-Path":
+			dup, haveEncoded = haveEncoded, true
+			encoded, err = p.value(tString, "Encoded-Path")
+		case "Size":
+			dup, haveSize = haveSize, true
+			var b []byte
+			if b, err = p.valueBytes(tNumber, "Size"); err == nil {
+				size, err = parseSize(b)
+				if err != nil {
+					err = p.lx.errorf("file size %s is not an integer", b)
+				}
+			}
+		case "Last-Modified":
+			dup, haveLM = haveLM, true
+			f.LastModified, err = p.value(tString, "Last-Modified")
+		case "Checksum-Algorithm":
+			dup, haveAlg = haveAlg, true
+			var b []byte
+			if b, err = p.valueBytes(tString, "Checksum-Algorithm"); err == nil {
+				if string(b) == ChecksumAlgorithmCRC32C {
+					f.ChecksumAlgorithm = ChecksumAlgorithmCRC32C // no copy per entry
+				} else {
+					f.ChecksumAlgorithm = string(b)
+				}
+			}
+		case "Checksum":
+			dup, haveSum = haveSum, true
+			f.Checksum, err = p.value(tString, "Checksum")
+		default:
+			return p.lx.errorf("unexpected file field %q", key)
+		}
+		if err != nil {
+			return err
+		}
+		if dup {
+			return p.lx.errorf("duplicate file field")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	switch {
+	case !havePath && !haveEncoded:
+		return p.lx.errorf("missing path name")
+	case havePath && haveEncoded:
+		return p.lx.errorf("both path name and encoded path name")
+	case !haveSize:
+		return p.lx.errorf("missing size")
+	case !haveAlg && haveSum:
+		return p.lx.errorf("checksum without algorithm")
+	}
+	if havePath {
+		f.Path = path
+	} else {
+		raw, err := hex.DecodeString(encoded)
+		if err != nil {
+			return p.lx.errorf("could not decode file name %q", encoded)
+		}
+		f.Path = string(raw)
+	}
+	if f.Path == "" || strings.IndexByte(f.Path, 0) >= 0 {
+		return p.lx.errorf("invalid file name %q", f.Path)
+	}
+	f.Size = size
+	if haveAlg {
+		want, ok := checksumHexLen(f.ChecksumAlgorithm)
+		if !ok {
+			return p.lx.errorf("file %q: unrecognized checksum algorithm %q", f.Path, f.ChecksumAlgorithm)
+		}
+		if _, err := hex.DecodeString(f.Checksum); err != nil || (want > 0 && len(f.Checksum) != want) {
+			return p.lx.errorf("invalid checksum for file %q: %q", f.Path, f.Checksum)
+		}
+	}
+	if _, dup := p.seen[f.Path]; dup {
+		return p.lx.errorf("duplicate path name in backup manifest: %q", f.Path)
+	}
+	p.seen[f.Path] = struct{}{}
+	if p.fn != nil {
+		return p.fn(f)
+	}
+	return nil
+}
+
+// parseSize reads a file size: decimal digits (as strtoul, but no sign)
+// that fit an int64.
+func parseSize(b []byte) (int64, error) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, errors.New("bad size")
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errors.New("bad size")
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	if n > math.MaxInt64 {
+		return 0, errors.New("bad size")
+	}
+	return int64(n), nil
+}
+
+// checksumHexLen is the hex length of each algorithm PostgreSQL knows
+// (names compared without regard to case, as pg_checksum_parse_type does).
+func checksumHexLen(alg string) (int, bool) {
+	switch strings.ToUpper(alg) {
+	case "NONE":
+		return 0, true
+	case "CRC32C":
+		return 8, true
+	case "SHA224":
+		return 56, true
+	case "SHA256":
+		return 64, true
+	case "SHA384":
+		return 96, true
+	case "SHA512":
+		return 128, true
+	}
+	return 0, false
+}
+
+// walRange reads one WAL range object after its "{".
+func (p *pgParser) walRange() (WALRange, error) {
+	var (
+		r                                WALRange
+		tli, start, end                  string
+		haveTLI, haveStart, haveEnd, dup bool
+	)
+	err := p.object("a WAL range", func(key []byte) error {
+		var err error
+		switch string(key) {
+		case "Timeline":
+			dup, haveTLI = haveTLI, true
+			tli, err = p.value(tNumber, "Timeline")
+		case "Start-LSN":
+			dup, haveStart = haveStart, true
+			start, err = p.value(tString, "Start-LSN")
+		case "End-LSN":
+			dup, haveEnd = haveEnd, true
+			end, err = p.value(tString, "End-LSN")
+		default:
+			return p.lx.errorf("unexpected WAL range field %q", key)
+		}
+		if err == nil && dup {
+			err = p.lx.errorf("duplicate WAL range field")
+		}
+		return err
+	})
+	if err != nil {
+		return r, err
+	}
+	switch {
+	case !haveTLI:
+		return r, p.lx.errorf("missing timeline")
+	case !haveStart:
+		return r, p.lx.errorf("missing start LSN")
+	case !haveEnd:
+		return r, p.lx.errorf("missing end LSN")
+	}
+	t, err := strconv.ParseUint(tli, 10, 32)
+	if err != nil {
+		return r, p.lx.errorf("timeline is not an integer")
+	}
+	r.Timeline = uint32(t)
+	if r.Start, err = wal.ParseLSN(start); err != nil {
+		return r, p.lx.errorf("could not parse start LSN: %v", err)
+	}
+	if r.End, err = wal.ParseLSN(end); err != nil {
+		return r, p.lx.errorf("could not parse end LSN: %v", err)
+	}
+	return r, nil
+}
