@@ -1,18 +1,14 @@
+// Command pgcloudbackup takes physical base backups of a running PostgreSQL
+// cluster straight into object storage and restores them.
 package main
 
 import (
-	_ "github.com/jackc/pgx/v5"
-	_ "github.com/klauspost/compress/zstd"
-	_ "github.com/pierrec/lz4/v4"
-	_ "github.com/spf13/cobra"
-	_ "gocloud.dev/blob/azureblob"
-	_ "gocloud.dev/blob/fileblob"
-	_ "gocloud.dev/blob/gcsblob"
-	_ "gocloud.dev/blob/memblob"
-	_ "gocloud.dev/blob/s3blob"
-	_ "golang.org/x/sys/unix"
-	_ "golang.org/x/term"
-	_ "golang.org/x/time/rate"
+	"os"
 )
 
-func main() {}
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+// globalOptions are the flags every command takes.
+type globalOptions struct {
+	bucket    string
+	json      bool
+	logFormat string
+	verbose   bool
+	quiet     bool
+
+	stdout io.Writer
+	stderr io.Writer
+	logger *slog.Logger
+	// hardStop is cancelled on a second signal: uploads are cut (the
+	// first signal only stops the work and aborts uploads cleanly).
+	hardStop context.Context
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	g := &globalOptions{stdout: stdout, stderr: stderr}
+	ctx, hardStop, stopSignals := signalContexts()
+	defer stopSignals()
+	g.hardStop = hardStop
+
+	root := newRootCommand(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	started := false
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		started = true
+		return g.setup()
+	}
+	err := root.ExecuteContext(ctx)
+	if err != nil && !started {
+		// cobra's own errors: unknown command, wrong arguments, bad flags.
+		err = failure.Wrap(failure.Usage, err, "see 'pgcloudbackup --help'")
+	}
+	if err != nil && ctx.Err() != nil && failure.KindOf(err) == failure.Failed {
+		err = failure.Wrap(failure.Interrupted, err, "")
+	}
+	code := exitCodeFor(err)
+	var cf *checksumFailuresError
+	if errors.As(err, &cf) {
+		code = exitChecksumFailures
+	}
+	if err != nil && cf == nil {
+		printError(stderr, err)
+		if g.json {
+			writeJSON(stdout, map[string]any{
+				"status":    "error",
+				"error":     errorLine(err),
+				"kind":      failure.KindOf(err).String(),
+				"exit_code": code,
+			})
+		}
+	}
+	return code
+}
+
+// checksumFailuresError ends a backup that completed with page checksum
+// failures: its own exit code, the summary already printed.
+type checksumFailuresError struct{ total int64 }
+
+func (e *checksumFailuresError) Error() string {
+	return fmt.Sprintf("backup complete, but %d page checksum failures were found", e.total)
+}
+
+// signalContexts returns a context cancelled by the first SIGINT/SIGTERM
+// (graceful stop) and one cancelled by the second (hard stop).
+func signalContexts() (graceful, hard context.Context, stop func()) {
+	graceful, cancelGraceful := context.WithCancelCause(context.Background())
+	hard, cancelHard := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ch:
+			cancelGraceful(errInterrupted)
+		case <-done:
+			return
+		}
+		select {
+		case <-ch:
+			cancelHard()
+		case <-done:
+		}
+	}()
+	return graceful, hard, func() {
+		signal.Stop(ch)
+		close(done)
+		cancelGraceful(nil)
+		cancelHard()
+	}
+}
+
+func newRootCommand(g *globalOptions) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pgcloudbackup",
+		Short: "Physical PostgreSQL base backups streamed into object storage",
+		Long: `pgcloudbackup takes physical base backups of a running PostgreSQL cluster and
+streams them into object storage (S3 and S3-compatibles, Google Cloud Storage,
+Azure Blob, a local directory) with no local staging, and restores them.
+
+Exit codes: 0 success, 1 failed, 2 usage error, 3 unmet precondition (server,
+bucket, permissions, target), 4 backup complete but page checksum failures
+found, 130 interrupted.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return failure.Wrap(failure.Usage, err, "see --help")
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.bucket, "bucket", os.Getenv("PGCLOUDBACKUP_BUCKET"),
+		"bucket URL: s3://bucket/prefix?endpoint=..., gs://..., azblob://..., file:///dir, mem:// (env PGCLOUDBACKUP_BUCKET)")
+	pf.BoolVar(&g.json, "json", false, "machine-readable output on stdout")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "debug logging")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
+	root.AddCommand(newBackupCommand(g))
+	return root
+}
+
+// setup builds the logger once flags are parsed.
+func (g *globalOptions) setup() error {
+	level := slog.LevelInfo
+	if g.verbose {
+		level = slog.LevelDebug
+	} else if g.quiet {
+		level = slog.LevelWarn
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		g.logger = slog.New(slog.NewTextHandler(g.stderr, hopts))
+	case "json":
+		g.logger = slog.New(slog.NewJSONHandler(g.stderr, hopts))
+	default:
+		return usageError("--log-format must be text or json, not %q", g.logFormat)
+	}
+	return nil
+}
+
+// openStore opens the bucket given by --bucket.
+func (g *globalOptions) openStore(ctx context.Context) (*storage.Store, error) {
+	if g.bucket == "" {
+		return nil, usageError("no bucket: give --bucket URL or set PGCLOUDBACKUP_BUCKET")
+	}
+	return storage.Open(ctx, g.bucket, storage.Options{Logger: g.logger})
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// humanBytes formats a byte count for people.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func humanDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}

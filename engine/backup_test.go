@@ -1,0 +1,441 @@
+package engine
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/blob/memblob"
+
+	"github.com/pgcloudbackup/pgcloudbackup/codec"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/faultyblob"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+	"github.com/pgcloudbackup/pgcloudbackup/uploader"
+)
+
+// member is one tar member read back from the bucket.
+type member struct {
+	hdr  tar.Header
+	data []byte
+}
+
+// readBackup reads every archive object of a backup back from the bucket,
+// decompresses it with the codec its name says and returns the members by
+// archive-qualified path ("base/..." or "<oid>/...").
+func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup) map[string]member {
+	t.Helper()
+	out := map[string]member{}
+	for _, ts := range m.Tablespaces {
+		arch := "base"
+		if ts.OID != 0 {
+			arch = fmt.Sprint(ts.OID)
+		}
+		for _, o := range ts.Objects {
+			data, err := b.ReadAll(context.Background(), prefix+o.Key)
+			if err != nil {
+				t.Fatalf("read %s: %v", o.Key, err)
+			}
+			if int64(len(data)) != o.Size {
+				t.Fatalf("%s: stored %d bytes, manifest says %d", o.Key, len(data), o.Size)
+			}
+			c, err := codec.ForKey(o.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.NewReader(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := tar.NewReader(r)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", o.Key, err)
+				}
+				body, err := io.ReadAll(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := arch + "/" + strings.TrimSuffix(h.Name, "/")
+				if _, dup := out[name]; dup {
+					t.Errorf("member %s appears twice", name)
+				}
+				out[name] = member{hdr: *h, data: body}
+			}
+			r.Close()
+		}
+	}
+	return out
+}
+
+type fixture struct {
+	c          *pgtest.Cluster
+	tsDir      string
+	tsOID      string
+	unlogged   string // relation path of the unlogged table's main fork
+	corrupt    string // relation path of the corrupted table
+	corruptBlk []uint32
+}
+
+// versionDir is the tablespace's PG_<major>_<catversion> directory.
+func (f *fixture) versionDir(t *testing.T) string {
+	t.Helper()
+	ents, err := os.ReadDir(f.tsDir)
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("tablespace directory %s: %v %v", f.tsDir, ents, err)
+	}
+	return ents[0].Name()
+}
+
+// newFixture makes a cluster with pgbench data, a tablespace, an unlogged
+// table, a temporary file and a table with corrupted pages.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	c := pgtest.New(t, pgtest.Options{})
+	f := &fixture{c: c}
+	c.Pgbench(1)
+	f.tsDir = filepath.Join(pgtest.TempDir(t, "tblspc-"), "ts")
+	if err := os.Mkdir(f.tsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, f.tsDir)
+	}
+	c.Exec("postgres", fmt.Sprintf("CREATE TABLESPACE spc LOCATION '%s'", f.tsDir))
+	c.Exec("postgres", `CREATE TABLE in_spc (id int primary key, payload text) TABLESPACE spc;
+		INSERT INTO in_spc SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
+		CREATE UNLOGGED TABLE scratch (id int, v text);
+		INSERT INTO scratch SELECT g, 'x' FROM generate_series(1, 5000) g;
+		CREATE TABLE victim (id int, v text);
+		INSERT INTO victim SELECT g, repeat('v', 100) FROM generate_series(1, 3000) g;
+		CHECKPOINT`)
+	f.tsOID = c.QueryString("postgres", "SELECT oid::text FROM pg_tablespace WHERE spcname = 'spc'")
+	f.unlogged = c.RelationPath("postgres", "scratch")
+	f.corrupt = c.RelationPath("postgres", "victim")
+	c.Stop()
+	// Flip bytes in the middle of blocks 1 and 3 (not the header): the
+	// page checksums no longer match.
+	f.corruptBlk = []uint32{1, 3}
+	path := filepath.Join(c.DataDir, f.corrupt)
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, blk := range f.corruptBlk {
+		if _, err := fh.WriteAt([]byte("CORRUPTED!"), int64(blk)*8192+4000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fh.Close()
+	// A temporary file a session would leave behind, and junk that must
+	// never be copied.
+	tmpDir := filepath.Join(c.DataDir, "base", "pgsql_tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmpDir, "pgsql_tmp123.0"), []byte("temp"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.DataDir, "pg_stat_tmp", "junk.stat"), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, c.DataDir)
+	}
+	c.Start()
+	return f
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func memStore(t *testing.T) *storage.Store {
+	t.Helper()
+	s, err := storage.Open(context.Background(), "mem://", storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func backupOptions(t *testing.T, c *pgtest.Cluster) Options {
+	zstd, err := codec.Lookup("zstd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{
+		DSN:         c.ConnString("postgres"),
+		Fast:        true,
+		Jobs:        2,
+		Codec:       zstd,
+		Logger:      testLogger(t),
+		ToolVersion: "test",
+	}
+}
+
+func newUploader(s *storage.Store, c codec.Codec) *uploader.Uploader {
+	return uploader.New(s.Bucket, uploader.Options{Codec: c, Limits: s.Limits})
+}
+
+func TestBackupContents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	f := newFixture(t)
+	// A temporary table held open during the backup: its files exist in
+	// the data directory and must not be copied.
+	hold := f.c.Connect("postgres")
+	if _, err := hold.Exec(context.Background(), "CREATE TEMP TABLE tmp_rel AS SELECT g FROM generate_series(1,1000) g"); err != nil {
+		t.Fatal(err)
+	}
+	var tempPath string
+	if err := hold.QueryRow(context.Background(), "SELECT pg_relation_filepath('tmp_rel')").Scan(&tempPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(f.c.DataDir, tempPath)); err != nil {
+		t.Fatalf("temp relation file should exist during the test: %v", err)
+	}
+
+	store := memStore(t)
+	opts := backupOptions(t, f.c)
+	opts.IncludeWAL = true
+	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
+
+	mustHave := []string{
+		"base/PG_VERSION", "base/global/pg_control", "base/backup_label", "base/tablespace_map",
+		"base/pg_wal", "base/pg_wal/archive_status", "base/pg_stat_tmp", "base/pg_replslot",
+		"base/postgresql.conf", "base/" + f.unlogged + "_init",
+		"base/pg_tblspc/" + f.tsOID,
+		f.tsOID + "/" + f.versionDir(t),
+	}
+	for _, name := range mustHave {
+		if _, ok := members[name]; !ok {
+			t.Errorf("missing member %s", name)
+		}
+	}
+	mustNot := map[string]string{
+		"base/postmaster.pid":                   "lock file of the running server",
+		"base/postmaster.opts":                  "options of the running server",
+		"base/pg_stat_tmp/junk.stat":            "stats temp contents",
+		"base/base/pgsql_tmp":                   "temporary files directory",
+		"base/base/pgsql_tmp/pgsql_tmp123.0":    "temporary file",
+		"base/" + f.unlogged:                    "main fork of an unlogged table",
+		"base/" + strings.TrimPrefix(tempPath, ""): "temporary relation",
+	}
+	for name, why := range mustNot {
+		if _, ok := members[name]; ok {
+			t.Errorf("member %s must not be in the backup (%s)", name, why)
+		}
+	}
+	for name := range members {
+		if strings.HasPrefix(name, "base/pg_wal/") && !strings.HasPrefix(name, "base/pg_wal/archive_status") {
+			continue
+		}
+		if strings.Contains(name, "/pg_internal.init") {
+			t.Errorf("relcache init file copied: %s", name)
+		}
+	}
+	if link := members["base/pg_tblspc/"+f.tsOID]; link.hdr.Typeflag != tar.TypeSymlink || link.hdr.Linkname != f.tsDir {
+		t.Errorf("pg_tblspc/%s: type %c link %q, want symlink to %s", f.tsOID, link.hdr.Typeflag, link.hdr.Linkname, f.tsDir)
+	}
+	// pg_control is byte-identical to the file (the server does not change it
+	// without a checkpoint, and the backup's checkpoint came before the copy).
+	if ctl := members["base/global/pg_control"]; len(ctl.data) != controlFileSize {
+		t.Errorf("pg_control has %d bytes", len(ctl.data))
+	}
+	label := string(members["base/backup_label"].data)
+	if !strings.Contains(label, "START WAL LOCATION: "+m.StartLSN.String()) || !strings.Contains(label, "LABEL: pgcloudbackup "+m.ID) {
+		t.Errorf("backup_label does not describe this backup:\n%s", label)
+	}
+	if !strings.Contains(string(members["base/tablespace_map"].data), f.tsOID+" "+f.tsDir) {
+		t.Errorf("tablespace_map: %q", members["base/tablespace_map"].data)
+	}
+	// WAL from start to stop, each with a .done marker.
+	wals := 0
+	for name := range members {
+		if rest, ok := strings.CutPrefix(name, "base/pg_wal/"); ok && len(rest) == 24 {
+			wals++
+			if _, ok := members["base/pg_wal/archive_status/"+rest+".done"]; !ok {
+				t.Errorf("WAL %s has no .done marker", rest)
+			}
+		}
+	}
+	if wals == 0 {
+		t.Error("--wal backup has no WAL segments")
+	}
+
+	// Checksum failures are those we made.
+	if m.ChecksumFailuresTotal != int64(len(f.corruptBlk)) || len(m.ChecksumFailures) != 1 ||
+		m.ChecksumFailures[0].Path != f.corrupt || fmt.Sprint(m.ChecksumFailures[0].Blocks) != fmt.Sprint(f.corruptBlk) {
+		t.Errorf("checksum failures = %+v (total %d), want %s blocks %v", m.ChecksumFailures, m.ChecksumFailuresTotal, f.corrupt, f.corruptBlk)
+	}
+
+	// backup_manifest lists every file of the archives (not WAL), with the
+	// right size and CRC32C.
+	raw, err := store.Bucket.ReadAll(context.Background(), store.BackupKey(m.ID, storage.PGManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgm, err := manifest.ReadPGManifest(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("backup_manifest: %v", err)
+	}
+	listed := map[string]bool{}
+	for _, pf := range pgm.Files {
+		listed[pf.Path] = true
+		name := "base/" + pf.Path
+		if rest, ok := strings.CutPrefix(pf.Path, "pg_tblspc/"+f.tsOID+"/"); ok {
+			name = f.tsOID + "/" + rest
+		}
+		mem, ok := members[name]
+		if !ok {
+			t.Errorf("backup_manifest lists %s, not in the archives", pf.Path)
+			continue
+		}
+		crc := manifest.NewCRC32C()
+		crc.Write(mem.data)
+		if pf.Size != int64(len(mem.data)) || pf.Checksum != manifest.CRC32CChecksum(crc.Sum32()) {
+			t.Errorf("%s: manifest size %d checksum %s, archive %d %s", pf.Path, pf.Size, pf.Checksum, len(mem.data), manifest.CRC32CChecksum(crc.Sum32()))
+		}
+	}
+	for name, mem := range members {
+		if mem.hdr.Typeflag != tar.TypeReg || strings.HasPrefix(name, "base/pg_wal/") {
+			continue
+		}
+		p := strings.TrimPrefix(name, "base/")
+		if strings.HasPrefix(name, f.tsOID+"/") {
+			p = "pg_tblspc/" + name
+		}
+		if !listed[p] {
+			t.Errorf("archive file %s is not in backup_manifest", p)
+		}
+	}
+	if len(pgm.WALRanges) != 1 || pgm.WALRanges[0].Start != m.StartLSN || pgm.WALRanges[0].End != m.StopLSN {
+		t.Errorf("WAL ranges %+v, want %s-%s", pgm.WALRanges, m.StartLSN, m.StopLSN)
+	}
+	if got, err := store.Bucket.ReadAll(context.Background(), store.BackupKey(m.ID, storage.ManifestName)); err != nil {
+		t.Errorf("manifest.json missing: %v", err)
+	} else if back, err := manifest.Unmarshal(got); err != nil || back.ID != m.ID {
+		t.Errorf("manifest.json unreadable: %v", err)
+	}
+	assertNoBackupSession(t, f.c)
+}
+
+// assertNoBackupSession checks the backup's session is gone: a
+// non-exclusive backup lives only as long as its session, so this is how we
+// know the server is not left in backup mode.
+func assertNoBackupSession(t *testing.T, c *pgtest.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := c.QueryString("postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'pgcloudbackup'")
+		if n == "0" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s pgcloudbackup sessions still open: the server may still be in backup mode", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestBackupBucketRefusesWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgtest.New(t, pgtest.Options{})
+	c.Pgbench(1)
+	inner := memblob.OpenBucket(nil)
+	faults := &faultyblob.Faults{}
+	faults.FailWrite(0, 1<<20, errors.New("injected: bucket refuses writes"))
+	store := &storage.Store{Bucket: faultyblob.New(inner, faults), Scheme: "mem", Display: "faulty://", Limits: storage.LimitsFor("mem")}
+	opts := backupOptions(t, c)
+	_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	if err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("backup error = %v, want the injected write error", err)
+	}
+	assertEmptyBucket(t, inner)
+	assertNoBackupSession(t, c)
+}
+
+func TestBackupServerStopsMidway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgtest.New(t, pgtest.Options{})
+	c.Pgbench(2)
+	store := memStore(t)
+	opts := backupOptions(t, c)
+	opts.MaxRate = 2 << 20 // ~15 s for this cluster: time to stop the server
+	go func() {
+		time.Sleep(2 * time.Second)
+		c.Crash()
+	}()
+	_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	if err == nil || !strings.Contains(err.Error(), "lost the backup session") {
+		t.Fatalf("backup error = %v, want the lost session", err)
+	}
+	assertEmptyBucket(t, store.Bucket)
+}
+
+func TestBackupCancelled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgtest.New(t, pgtest.Options{})
+	c.Pgbench(2)
+	store := memStore(t)
+	opts := backupOptions(t, c)
+	opts.MaxRate = 2 << 20
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(2*time.Second, cancel)
+	_, err := Backup(ctx, store, newUploader(store, opts.Codec), opts)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("backup error = %v, want cancellation", err)
+	}
+	assertEmptyBucket(t, store.Bucket)
+	assertNoBackupSession(t, c)
+}
+
+func assertEmptyBucket(t *testing.T, b *blob.Bucket) {
+	t.Helper()
+	iter := b.List(nil)
+	for {
+		obj, err := iter.Next(context.Background())
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("object left behind by a failed backup: %s", obj.Key)
+	}
+}
