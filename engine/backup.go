@@ -22,9 +22,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gocloud.dev/blob"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
-	"gocloud.dev/blob"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"

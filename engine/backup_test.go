@@ -242,12 +242,12 @@ func TestBackupContents(t *testing.T) {
 		}
 	}
 	mustNot := map[string]string{
-		"base/postmaster.pid":                   "lock file of the running server",
-		"base/postmaster.opts":                  "options of the running server",
-		"base/pg_stat_tmp/junk.stat":            "stats temp contents",
-		"base/base/pgsql_tmp":                   "temporary files directory",
-		"base/base/pgsql_tmp/pgsql_tmp123.0":    "temporary file",
-		"base/" + f.unlogged:                    "main fork of an unlogged table",
+		"base/postmaster.pid":                      "lock file of the running server",
+		"base/postmaster.opts":                     "options of the running server",
+		"base/pg_stat_tmp/junk.stat":               "stats temp contents",
+		"base/base/pgsql_tmp":                      "temporary files directory",
+		"base/base/pgsql_tmp/pgsql_tmp123.0":       "temporary file",
+		"base/" + f.unlogged:                       "main fork of an unlogged table",
 		"base/" + strings.TrimPrefix(tempPath, ""): "temporary relation",
 	}
 	for name, why := range mustNot {
