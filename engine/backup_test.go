@@ -83,82 +83,13 @@ func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup)
 	return out
 }
 
-type fixture struct {
-	c          *pgtest.Cluster
-	tsDir      string
-	tsOID      string
-	unlogged   string // relation path of the unlogged table's main fork
-	corrupt    string // relation path of the corrupted table
-	corruptBlk []uint32
-}
-
-// versionDir is the tablespace's PG_<major>_<catversion> directory.
-func (f *fixture) versionDir(t *testing.T) string {
+func versionDir(t *testing.T, s *pgtest.Sample) string {
 	t.Helper()
-	ents, err := os.ReadDir(f.tsDir)
-	if err != nil || len(ents) != 1 {
-		t.Fatalf("tablespace directory %s: %v %v", f.tsDir, ents, err)
-	}
-	return ents[0].Name()
-}
-
-// newFixture makes a cluster with pgbench data, a tablespace, an unlogged
-// table, a temporary file and a table with corrupted pages.
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	c := pgtest.New(t, pgtest.Options{})
-	f := &fixture{c: c}
-	c.Pgbench(1)
-	f.tsDir = filepath.Join(pgtest.TempDir(t, "tblspc-"), "ts")
-	if err := os.Mkdir(f.tsDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, f.tsDir)
-	}
-	c.Exec("postgres", fmt.Sprintf("CREATE TABLESPACE spc LOCATION '%s'", f.tsDir))
-	c.Exec("postgres", `CREATE TABLE in_spc (id int primary key, payload text) TABLESPACE spc;
-		INSERT INTO in_spc SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
-		CREATE UNLOGGED TABLE scratch (id int, v text);
-		INSERT INTO scratch SELECT g, 'x' FROM generate_series(1, 5000) g;
-		CREATE TABLE victim (id int, v text);
-		INSERT INTO victim SELECT g, repeat('v', 100) FROM generate_series(1, 3000) g;
-		CHECKPOINT`)
-	f.tsOID = c.QueryString("postgres", "SELECT oid::text FROM pg_tablespace WHERE spcname = 'spc'")
-	f.unlogged = c.RelationPath("postgres", "scratch")
-	f.corrupt = c.RelationPath("postgres", "victim")
-	c.Stop()
-	// Flip bytes in the middle of blocks 1 and 3 (not the header): the
-	// page checksums no longer match.
-	f.corruptBlk = []uint32{1, 3}
-	path := filepath.Join(c.DataDir, f.corrupt)
-	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	d, err := s.VersionDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, blk := range f.corruptBlk {
-		if _, err := fh.WriteAt([]byte("CORRUPTED!"), int64(blk)*8192+4000); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fh.Close()
-	// A temporary file a session would leave behind, and junk that must
-	// never be copied.
-	tmpDir := filepath.Join(c.DataDir, "base", "pgsql_tmp")
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(tmpDir, "pgsql_tmp123.0"), []byte("temp"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.DataDir, "pg_stat_tmp", "junk.stat"), []byte("junk"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, c.DataDir)
-	}
-	c.Start()
-	return f
+	return d
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -205,10 +136,11 @@ func TestBackupContents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs PostgreSQL")
 	}
-	f := newFixture(t)
+	c := pgtest.New(t, pgtest.Options{})
+	f := c.LoadSample(pgtest.SampleOptions{Corrupt: true})
 	// A temporary table held open during the backup: its files exist in
 	// the data directory and must not be copied.
-	hold := f.c.Connect("postgres")
+	hold := c.Connect("postgres")
 	if _, err := hold.Exec(context.Background(), "CREATE TEMP TABLE tmp_rel AS SELECT g FROM generate_series(1,1000) g"); err != nil {
 		t.Fatal(err)
 	}
@@ -216,12 +148,12 @@ func TestBackupContents(t *testing.T) {
 	if err := hold.QueryRow(context.Background(), "SELECT pg_relation_filepath('tmp_rel')").Scan(&tempPath); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(f.c.DataDir, tempPath)); err != nil {
+	if _, err := os.Stat(filepath.Join(c.DataDir, tempPath)); err != nil {
 		t.Fatalf("temp relation file should exist during the test: %v", err)
 	}
 
 	store := memStore(t)
-	opts := backupOptions(t, f.c)
+	opts := backupOptions(t, c)
 	opts.IncludeWAL = true
 	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
 	if err != nil {
@@ -232,9 +164,9 @@ func TestBackupContents(t *testing.T) {
 	mustHave := []string{
 		"base/PG_VERSION", "base/global/pg_control", "base/backup_label", "base/tablespace_map",
 		"base/pg_wal", "base/pg_wal/archive_status", "base/pg_stat_tmp", "base/pg_replslot",
-		"base/postgresql.conf", "base/" + f.unlogged + "_init",
-		"base/pg_tblspc/" + f.tsOID,
-		f.tsOID + "/" + f.versionDir(t),
+		"base/postgresql.conf", "base/" + f.Unlogged + "_init",
+		"base/pg_tblspc/" + f.TablespaceOID,
+		f.TablespaceOID + "/" + versionDir(t, f),
 	}
 	for _, name := range mustHave {
 		if _, ok := members[name]; !ok {
@@ -247,7 +179,7 @@ func TestBackupContents(t *testing.T) {
 		"base/pg_stat_tmp/junk.stat":               "stats temp contents",
 		"base/base/pgsql_tmp":                      "temporary files directory",
 		"base/base/pgsql_tmp/pgsql_tmp123.0":       "temporary file",
-		"base/" + f.unlogged:                       "main fork of an unlogged table",
+		"base/" + f.Unlogged:                       "main fork of an unlogged table",
 		"base/" + strings.TrimPrefix(tempPath, ""): "temporary relation",
 	}
 	for name, why := range mustNot {
@@ -263,8 +195,8 @@ func TestBackupContents(t *testing.T) {
 			t.Errorf("relcache init file copied: %s", name)
 		}
 	}
-	if link := members["base/pg_tblspc/"+f.tsOID]; link.hdr.Typeflag != tar.TypeSymlink || link.hdr.Linkname != f.tsDir {
-		t.Errorf("pg_tblspc/%s: type %c link %q, want symlink to %s", f.tsOID, link.hdr.Typeflag, link.hdr.Linkname, f.tsDir)
+	if link := members["base/pg_tblspc/"+f.TablespaceOID]; link.hdr.Typeflag != tar.TypeSymlink || link.hdr.Linkname != f.TablespaceDir {
+		t.Errorf("pg_tblspc/%s: type %c link %q, want symlink to %s", f.TablespaceOID, link.hdr.Typeflag, link.hdr.Linkname, f.TablespaceDir)
 	}
 	// pg_control is byte-identical to the file (the server does not change it
 	// without a checkpoint, and the backup's checkpoint came before the copy).
@@ -275,7 +207,7 @@ func TestBackupContents(t *testing.T) {
 	if !strings.Contains(label, "START WAL LOCATION: "+m.StartLSN.String()) || !strings.Contains(label, "LABEL: pgcloudbackup "+m.ID) {
 		t.Errorf("backup_label does not describe this backup:\n%s", label)
 	}
-	if !strings.Contains(string(members["base/tablespace_map"].data), f.tsOID+" "+f.tsDir) {
+	if !strings.Contains(string(members["base/tablespace_map"].data), f.TablespaceOID+" "+f.TablespaceDir) {
 		t.Errorf("tablespace_map: %q", members["base/tablespace_map"].data)
 	}
 	// WAL from start to stop, each with a .done marker.
@@ -293,9 +225,9 @@ func TestBackupContents(t *testing.T) {
 	}
 
 	// Checksum failures are those we made.
-	if m.ChecksumFailuresTotal != int64(len(f.corruptBlk)) || len(m.ChecksumFailures) != 1 ||
-		m.ChecksumFailures[0].Path != f.corrupt || fmt.Sprint(m.ChecksumFailures[0].Blocks) != fmt.Sprint(f.corruptBlk) {
-		t.Errorf("checksum failures = %+v (total %d), want %s blocks %v", m.ChecksumFailures, m.ChecksumFailuresTotal, f.corrupt, f.corruptBlk)
+	if m.ChecksumFailuresTotal != int64(len(f.CorruptBlocks)) || len(m.ChecksumFailures) != 1 ||
+		m.ChecksumFailures[0].Path != f.Corrupt || fmt.Sprint(m.ChecksumFailures[0].Blocks) != fmt.Sprint(f.CorruptBlocks) {
+		t.Errorf("checksum failures = %+v (total %d), want %s blocks %v", m.ChecksumFailures, m.ChecksumFailuresTotal, f.Corrupt, f.CorruptBlocks)
 	}
 
 	// backup_manifest lists every file of the archives (not WAL), with the
@@ -312,8 +244,8 @@ func TestBackupContents(t *testing.T) {
 	for _, pf := range pgm.Files {
 		listed[pf.Path] = true
 		name := "base/" + pf.Path
-		if rest, ok := strings.CutPrefix(pf.Path, "pg_tblspc/"+f.tsOID+"/"); ok {
-			name = f.tsOID + "/" + rest
+		if rest, ok := strings.CutPrefix(pf.Path, "pg_tblspc/"+f.TablespaceOID+"/"); ok {
+			name = f.TablespaceOID + "/" + rest
 		}
 		mem, ok := members[name]
 		if !ok {
@@ -331,7 +263,7 @@ func TestBackupContents(t *testing.T) {
 			continue
 		}
 		p := strings.TrimPrefix(name, "base/")
-		if strings.HasPrefix(name, f.tsOID+"/") {
+		if strings.HasPrefix(name, f.TablespaceOID+"/") {
 			p = "pg_tblspc/" + name
 		}
 		if !listed[p] {
@@ -346,7 +278,7 @@ func TestBackupContents(t *testing.T) {
 	} else if back, err := manifest.Unmarshal(got); err != nil || back.ID != m.ID {
 		t.Errorf("manifest.json unreadable: %v", err)
 	}
-	assertNoBackupSession(t, f.c)
+	assertNoBackupSession(t, c)
 }
 
 // assertNoBackupSession checks the backup's session is gone: a

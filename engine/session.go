@@ -69,7 +69,7 @@ func connect(ctx context.Context, dsn string, logger *slog.Logger) (*session, er
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, failure.Wrap(failure.Precondition,
-			fmt.Errorf("cannot connect to PostgreSQL at %s: %s", addr, oneLine(err)),
+			fmt.Errorf("cannot connect to PostgreSQL at %s: %s", addr, connectReason(err)),
 			"check that the server runs and set PGHOST/PGPORT/PGUSER (or --dsn)")
 	}
 	s := &session{conn: conn, logger: logger}
@@ -83,6 +83,20 @@ func describeAddress(cfg *pgx.ConnConfig) string {
 		return fmt.Sprintf("socket %s/.s.PGSQL.%d", host, cfg.Port)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(cfg.Port)))
+}
+
+// connectReason is the root cause of a failed connection, without pgx's
+// repetition of every address it tried.
+func connectReason(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Message
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return opErr.Err.Error()
+	}
+	return oneLine(err)
 }
 
 // oneLine flattens an error message so it fits the one-line rule.

@@ -392,3 +392,32 @@ func (c *Cluster) RelationPath(db, rel string) string {
 	c.t.Helper()
 	return c.QueryString(db, fmt.Sprintf("SELECT pg_relation_filepath('%s')", rel))
 }
+
+// Adopt starts a server on an existing data directory (a restored backup),
+// owned by the server's OS user when running as root; it is stopped when the
+// test ends. The directory's parents must be traversable by that user.
+func Adopt(t testing.TB, dataDir string) *Cluster {
+	t.Helper()
+	bin, err := BinDir()
+	if err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	root := TempDir(t, "pgadopt-")
+	c := &Cluster{BinDir: bin, Root: root, DataDir: dataDir, SockDir: root, LogFile: filepath.Join(root, "server.log"), t: t}
+	if RunningAsRoot() {
+		ChownToServerUser(t, dataDir)
+	}
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		t.Fatalf("chmod %s: %v", dataDir, err)
+	}
+	c.Port = FreePort(t)
+	c.Start()
+	t.Cleanup(c.stopQuietly)
+	return c
+}
+
+// Log returns the server log (for failure messages).
+func (c *Cluster) Log() string {
+	b, _ := os.ReadFile(c.LogFile)
+	return tail(string(b), 8000)
+}
