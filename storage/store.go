@@ -1,0 +1,337 @@
+// Package storage opens the bucket a backup lives in (from a URL: s3, gs,
+// azblob, file, mem), knows the object layout inside it, lists and deletes
+// backups, and turns driver errors into one-line, classified failures.
+//
+// Layout (Prefix is the URL's path after the bucket):
+//
+//	<Prefix>backups/<id>/<archive parts>      base.tar.zst, 16384.00001.tar.zst, ...
+//	<Prefix>backups/<id>/backup_manifest      PostgreSQL's format
+//	<Prefix>backups/<id>/manifest.json        ours, written LAST: present = complete
+package storage
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/s3mpu"
+)
+
+const (
+	// ManifestName is our manifest; its presence marks a complete backup.
+	ManifestName = "manifest.json"
+	// PGManifestName is PostgreSQL's backup manifest.
+	PGManifestName = "backup_manifest"
+	// backupsDir holds one directory per backup under the prefix.
+	backupsDir = "backups/"
+	// idLayout formats backup IDs: UTC, fixed width, so that string
+	// order is time order.
+	idLayout = "20060102T150405Z"
+)
+
+// Store is an open bucket and our place in it.
+type Store struct {
+	Bucket  *blob.Bucket
+	Scheme  string // s3 gs azblob file mem
+	Prefix  string // "" or ends in "/"
+	Display string // the URL, safe to print: no credentials, no secret parameter values
+	Limits  Limits
+
+	bucket   string    // bucket, container or directory
+	endpoint string    // service URL for "cannot reach" messages ("" if none)
+	s3       *s3Bucket // s3 only
+	fileDir  string    // file only
+	log      *slog.Logger
+}
+
+// logger is the Options.Logger given to Open (a Store built by hand logs
+// nowhere).
+func (s *Store) logger() *slog.Logger {
+	if s.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.log
+}
+
+// Close releases the bucket.
+func (s *Store) Close() error { return s.Bucket.Close() }
+
+// Key returns the object key of rel (a path relative to the prefix).
+func (s *Store) Key(rel string) string { return s.Prefix + rel }
+
+// BackupKey returns the key of object name in backup id.
+func (s *Store) BackupKey(id, name string) string {
+	return s.Prefix + backupsDir + id + "/" + name
+}
+
+// NewBackupID returns the ID of a backup started at t: UTC
+// "20261124T183026Z". IDs sort by time.
+func NewBackupID(t time.Time) string { return t.UTC().Format(idLayout) }
+
+// CheckAccess checks that the bucket exists and that we may list it (under
+// our prefix). It returns a classified error otherwise.
+func (s *Store) CheckAccess(ctx context.Context) error {
+	if _, _, err := s.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: s.Prefix}); err != nil {
+		return s.Classify(err, "access "+s.Display)
+	}
+	return nil
+}
+
+// BackupRef summarizes one backup directory.
+type BackupRef struct {
+	ID       string
+	Complete bool      // manifest.json is present
+	Objects  int       // objects in the directory
+	Bytes    int64     // their total size
+	Modified time.Time // the newest object's modification time
+}
+
+// ListBackups returns the backups under the prefix, newest first (by ID).
+// It makes one flat listing of backups/, so it costs one request per 1000
+// objects whatever the number of backups.
+func (s *Store) ListBackups(ctx context.Context) ([]BackupRef, error) {
+	base := s.Key(backupsDir)
+	refs := map[string]*BackupRef{}
+	it := s.Bucket.List(&blob.ListOptions{Prefix: base})
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, s.Classify(err, "list backups in "+s.Display)
+		}
+		id, name, ok := strings.Cut(strings.TrimPrefix(obj.Key, base), "/")
+		if !ok || id == "" || name == "" || s.isTempFile(name) {
+			continue
+		}
+		r := refs[id]
+		if r == nil {
+			r = &BackupRef{ID: id}
+			refs[id] = r
+		}
+		r.Objects++
+		r.Bytes += obj.Size
+		if obj.ModTime.After(r.Modified) {
+			r.Modified = obj.ModTime
+		}
+		if name == ManifestName {
+			r.Complete = true
+		}
+	}
+	out := make([]BackupRef, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	return out, nil
+}
+
+// fileblobTemp matches the temporary files fileblob writes next to the
+// final ones with no_tmp_dir ("<name>.<hex nanoseconds>.tmp").
+var fileblobTemp = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
+
+// isTempFile reports whether name is an upload in progress (or stranded by a
+// crash) rather than an object. Only a directory bucket has them.
+func (s *Store) isTempFile(name string) bool {
+	return s.Scheme == "file" && fileblobTemp.MatchString(name)
+}
+
+// DeleteBackup deletes every object of backup id. manifest.json goes first,
+// so that a deletion that stops half-way leaves an incomplete backup, never
+// one that looks complete but lacks parts. Then it aborts the multipart
+// uploads still pending under it (S3; see s3mpu for MinIO's limits). A
+// backup with no object and no pending upload is a Precondition error.
+func (s *Store) DeleteBackup(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	dir := s.BackupKey(id, "")
+	var keys []string
+	hasManifest := false
+	it := s.Bucket.List(&blob.ListOptions{Prefix: dir})
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return s.Classify(err, "list backup "+id)
+		}
+		if obj.Key == dir+ManifestName {
+			hasManifest = true
+			continue
+		}
+		keys = append(keys, obj.Key)
+	}
+	if hasManifest {
+		if err := s.deleteKey(ctx, dir+ManifestName); err != nil {
+			return s.Classify(err, fmt.Sprintf("delete backup %s: delete %s", id, ManifestName))
+		}
+	}
+	for _, k := range keys {
+		if err := s.deleteKey(ctx, k); err != nil {
+			return s.Classify(err, fmt.Sprintf("delete backup %s: delete %s", id, strings.TrimPrefix(k, dir)))
+		}
+	}
+	// The directory prefix finds every pending upload on AWS S3; MinIO
+	// only answers for exact keys, so ask for each object's key as well.
+	aborted, err := s.AbortIncompleteUploads(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if s.Scheme == "s3" {
+		for _, k := range keys {
+			n, err := s.AbortIncompleteUploads(ctx, k)
+			if err != nil {
+				return err
+			}
+			aborted += n
+		}
+	}
+	if !hasManifest && len(keys) == 0 && aborted == 0 {
+		return failure.New(failure.Precondition, "no backup %s in %s", id, s.Display)
+	}
+	if aborted > 0 {
+		s.logger().InfoContext(ctx, "aborted unfinished uploads", "backup", id, "uploads", aborted)
+	}
+	if s.fileDir != "" {
+		// fileblob leaves the emptied directory behind; tidy it.
+		_ = os.Remove(filepath.Join(s.fileDir, filepath.FromSlash(strings.TrimSuffix(dir, "/"))))
+	}
+	return nil
+}
+
+// deleteKey deletes one object; one that is already gone is fine (another
+// deletion ran at the same time).
+func (s *Store) deleteKey(ctx context.Context, key string) error {
+	err := s.Bucket.Delete(ctx, key)
+	if err != nil && gcerrors.Code(err) == gcerrors.NotFound {
+		return nil
+	}
+	return err
+}
+
+// checkID refuses IDs that would reach outside one backup directory.
+func checkID(id string) error {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\\") || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return failure.New(failure.Usage, "invalid backup ID %q", id)
+	}
+	return nil
+}
+
+// AbortIncompleteUploads aborts the S3 multipart uploads pending under
+// keyPrefix, a full key or key prefix (build it with Key or BackupKey), and
+// returns how many. It does nothing on other backends. On MinIO only an
+// exact key matches (see package s3mpu).
+func (s *Store) AbortIncompleteUploads(ctx context.Context, keyPrefix string) (int, error) {
+	n, err := s3mpu.AbortAll(ctx, s.Bucket, keyPrefix)
+	if err != nil {
+		return n, s.Classify(err, "abort unfinished uploads under "+keyPrefix)
+	}
+	return n, nil
+}
+
+// Upload streams r into the object at key (a full key: see Key and
+// BackupKey), all or nothing: when r returns an error other than io.EOF
+// (for example the producer called CloseWithError on an io.Pipe), no object
+// is created or replaced, on S3 the multipart upload is aborted, and Upload
+// returns r's error. Cancelling ctx aborts the same way on every backend and
+// returns an Interrupted failure.
+//
+// Why a method and not Bucket.Upload: with gocloud v0.47.0, a reader error
+// alone aborts only s3blob and azureblob; fileblob, memblob and gcsblob go on
+// to Close the writer and commit the bytes read so far. So Upload cancels
+// the write's context as soon as r fails (s3 excepted, which aborts by
+// itself), and those drivers check it before committing. On S3 it also sets
+// the transfer manager to abort on a fresh context (see tuneS3Upload), so
+// cancellation leaves no parts behind.
+//
+// A Read blocked inside r cannot be interrupted in general. When r has
+// CloseWithError (an *io.PipeReader does), cancelling ctx calls it with
+// ctx's error, so the upload ends and a producer blocked in Write gets that
+// error and stops. Other readers must return by themselves.
+//
+// opts may be nil; ContentType defaults to application/octet-stream (a
+// writer without one buffers the start of the stream to sniff it).
+func (s *Store) Upload(ctx context.Context, key string, r io.Reader, opts *blob.WriterOptions) error {
+	var o blob.WriterOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.ContentType == "" {
+		o.ContentType = "application/octet-stream"
+	}
+	if s.s3 != nil {
+		o.BeforeWrite = tuneS3Upload(s.s3, o.BufferSize, o.MaxConcurrency, o.BeforeWrite)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if c, ok := r.(interface{ CloseWithError(error) error }); ok {
+		stop := context.AfterFunc(wctx, func() { _ = c.CloseWithError(wctx.Err()) })
+		defer stop() // runs before cancel: a finished upload leaves r alone
+	}
+	src := &failingReader{r: r}
+	if s.Scheme != "s3" {
+		src.onError = cancel
+	}
+	err := s.Bucket.Upload(wctx, key, src, &o)
+	rerr := src.failure()
+	switch {
+	case err == nil && rerr == nil:
+		return nil
+	case err == nil:
+		// A driver committed despite the reader error (none does
+		// today): take the partial object away again.
+		_ = s.Bucket.Delete(context.WithoutCancel(ctx), key)
+		return fmt.Errorf("upload %s: %w", key, rerr)
+	case ctx.Err() != nil:
+		return s.Classify(ctx.Err(), "upload "+key)
+	case rerr != nil:
+		return fmt.Errorf("upload %s: %w", key, rerr)
+	default:
+		return s.Classify(err, "upload "+key)
+	}
+}
+
+// failingReader remembers the first error (other than io.EOF) of r and
+// calls onError before passing it on.
+type failingReader struct {
+	r       io.Reader
+	onError func()
+	mu      sync.Mutex
+	err     error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		f.mu.Lock()
+		if f.err == nil {
+			f.err = err
+			if f.onError != nil {
+				f.onError()
+			}
+		}
+		f.mu.Unlock()
+	}
+	return n, err
+}
+
+func (f *failingReader) failure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}

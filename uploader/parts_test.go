@@ -1,0 +1,104 @@
+package uploader
+
+import (
+	"math"
+	"testing"
+
+	"gocloud.dev/blob/memblob"
+
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+const (
+	gb = 1_000_000_000
+	tb = 1_000 * gb
+)
+
+func uploaderFor(l storage.Limits, partSize int64) *Uploader {
+	return New(memblob.OpenBucket(nil), Options{Limits: l, PartSize: partSize})
+}
+
+// TestPartSizeTable pins the sizes for the cases the design names; the
+// arithmetic behind each is in its comment.
+func TestPartSizeTable(t *testing.T) {
+	s3 := storage.LimitsFor("s3")     // 10,000 parts of 5 MiB .. 5 GiB
+	az := storage.LimitsFor("azblob") // 50,000 parts of 1 MiB .. 4000 MiB
+	for _, tc := range []struct {
+		name     string
+		limits   storage.Limits
+		explicit int64
+		hint     int64
+		part     int64
+		maxRaw   int64
+	}{
+		// Unknown size: the default part; 10,000 × 8 MiB / 1.1 ≈ 71 GiB.
+		{"s3 unknown", s3, 0, 0, 8 * mib, 8 * mib * 10000 / 11 * 10},
+		// 1 GB × 1.1 / 10,000 = 110 kB: far below the 8 MiB default.
+		{"s3 1GB", s3, 0, 1 * gb, 8 * mib, 8 * mib * 10000 / 11 * 10},
+		// 100 GB × 1.1 / 10,000 = 11,000,000 B = 10.49 MiB -> 11 MiB.
+		{"s3 100GB", s3, 0, 100 * gb, 11 * mib, 11 * mib * 10000 / 11 * 10},
+		// 1 TB × 1.1 / 10,000 = 104.9 MiB: capped at 64 MiB, so one object
+		// takes 64 MiB × 10,000 / 1.1 ≈ 610 GB and the caller splits.
+		{"s3 1TB", s3, 0, 1 * tb, 64 * mib, 64 * mib * 10000 / 11 * 10},
+		// An explicit size wins whatever the hint.
+		{"s3 explicit 16MiB", s3, 16 * mib, 1 * gb, 16 * mib, 16 * mib * 10000 / 11 * 10},
+		{"s3 explicit 5MiB", s3, 5 * mib, 1 * tb, 5 * mib, 5 * mib * 10000 / 11 * 10},
+		// Azure: 1 TB × 1.1 / 50,000 = 22,000,000 B = 20.98 MiB -> 21 MiB.
+		{"azure 1TB", az, 0, 1 * tb, 21 * mib, 21 * mib * 50000 / 11 * 10},
+		// Backends without a part count never make the caller split.
+		{"file 1TB", storage.LimitsFor("file"), 0, 1 * tb, 8 * mib, math.MaxInt64},
+		{"gs 1TB", storage.LimitsFor("gs"), 0, 1 * tb, 8 * mib, math.MaxInt64},
+		{"mem unknown", storage.LimitsFor("mem"), 0, 0, 8 * mib, math.MaxInt64},
+	} {
+		u := uploaderFor(tc.limits, tc.explicit)
+		if err := u.Validate(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := u.PartSize(tc.hint); got != tc.part {
+			t.Errorf("%s: PartSize(%d) = %d (%.2f MiB), want %d", tc.name, tc.hint, got, float64(got)/mib, tc.part)
+		}
+		if got := u.MaxRawBytes(tc.hint); got != tc.maxRaw {
+			t.Errorf("%s: MaxRawBytes(%d) = %d, want %d", tc.name, tc.hint, got, tc.maxRaw)
+		}
+	}
+}
+
+// TestPartSizeProperties checks the rule itself over a sweep of hints: the
+// chosen size is legal, minimal, and an object cut at MaxRawBytes fits in
+// the part limit even when compression expands it by 10%.
+func TestPartSizeProperties(t *testing.T) {
+	for _, scheme := range []string{"s3", "azblob"} {
+		l := storage.LimitsFor(scheme)
+		u := uploaderFor(l, 0)
+		parts := int64(l.MaxParts)
+		floor := max(int64(DefaultPartSize), l.MinPartSize)
+		for hint := int64(1); hint < 20*tb; hint = hint*5/4 + 1 {
+			ps := u.PartSize(hint)
+			raw := u.MaxRawBytes(hint)
+			switch {
+			case ps%mib != 0:
+				t.Fatalf("%s %d: part size %d is not whole MiB", scheme, hint, ps)
+			case ps < floor || ps < l.MinPartSize:
+				t.Fatalf("%s %d: part size %d below the floor %d", scheme, hint, ps, floor)
+			case ps > MaxAutoPartSize || ps > l.MaxPartSize:
+				t.Fatalf("%s %d: part size %d above the cap", scheme, hint, ps)
+			}
+			// Worst case: every raw byte grows by 10%.
+			if stored := withHeadroom(raw); ceilDiv(stored, ps) > parts {
+				t.Fatalf("%s %d: %d raw bytes may need %d parts of %d", scheme, hint, raw, ceilDiv(stored, ps), ps)
+			}
+			if withHeadroom(hint) <= MaxAutoPartSize*parts {
+				// It fits in one object: it must, and with no bigger part
+				// (no more memory) than needed.
+				if raw < hint {
+					t.Fatalf("%s %d: fits in one object, yet MaxRawBytes = %d", scheme, hint, raw)
+				}
+				if ps > floor && (ps-mib)*parts >= withHeadroom(hint) {
+					t.Fatalf("%s %d: part size %d MiB is bigger than needed", scheme, hint, ps/mib)
+				}
+			} else if raw >= hint {
+				t.Fatalf("%s %d: too big for one object, yet MaxRawBytes = %d", scheme, hint, raw)
+			}
+		}
+	}
+}

@@ -1,0 +1,622 @@
+// Package uploader streams objects into a bucket: raw bytes go in through
+// Object.Write, are compressed, hashed (SHA-256 of the stored bytes) and
+// uploaded while they are written, with no local staging.
+//
+// Per object:
+//
+//	Write -> codec writer -> 256 KiB buffer -> io.Pipe -> SHA-256 + count -> bucket
+//
+// and the bucket side runs in its own goroutine, so compression and upload
+// overlap.
+//
+// # Memory
+//
+// Peak memory of one object in flight is about
+//
+//	(Concurrency + 1) × PartSize   part buffers of the S3 transfer manager
+//	+ 16 MiB                        its first read (S3 only)
+//	+ codec state                   zstd ~4 MiB, lz4 ~8 MiB, gzip ~1 MiB
+//	+ 256 KiB                       the pipe buffer
+//
+// With the defaults (8 MiB parts, Concurrency 2) that is ~45 MiB per object
+// on S3; GCS buffers one part, Azure Concurrency parts, file:// none. Part
+// sizes are chosen from the expected size but never grown past
+// MaxAutoPartSize: a bigger archive is split by the caller into several
+// objects (MaxRawBytes), which keeps memory flat in database size.
+//
+// # Aborting
+//
+// An abort must never commit a partial object, and on S3 must not leave the
+// parts of a multipart upload behind:
+//   - S3: the pipe is closed with the error while the context is still
+//     alive; the transfer manager then aborts the multipart upload itself.
+//     Cancelling the context instead would run that abort on a dead context
+//     and orphan the parts. After any failed S3 upload the uploads still
+//     pending for that exact key are aborted with a fresh context
+//     (s3mpu.AbortAll), which also covers a hard shutdown (the caller's
+//     context cancelled mid-upload).
+//   - Other backends (file, mem, gs, azblob) commit whatever was written
+//     when their writer is closed with a live context. So the object's
+//     context is cancelled before its writer is closed on any failure.
+package uploader
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"gocloud.dev/blob"
+
+	"github.com/pgcloudbackup/pgcloudbackup/codec"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/s3mpu"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+const (
+	mib = 1 << 20
+
+	// DefaultPartSize is the smallest part size chosen automatically: S3
+	// requests of less than this cost more in round trips than they save.
+	DefaultPartSize = 8 * mib
+	// MaxAutoPartSize caps the automatic part size so memory stays flat;
+	// larger archives are split into several objects (MaxRawBytes).
+	MaxAutoPartSize = 64 * mib
+	// DefaultConcurrency is the number of parts in flight per object. The
+	// backup runs several objects at once, so a small number suffices.
+	DefaultConcurrency = 2
+
+	// bufSize is the pipe buffer: it gathers the codec's small writes (flate
+	// emits a few hundred bytes at a time, tar headers are 512) so each pipe
+	// hand-off between goroutines moves a useful amount of data.
+	bufSize = 256 << 10
+
+	// sweepTimeout bounds the post-failure multipart cleanup.
+	sweepTimeout = 2 * time.Minute
+)
+
+// ErrAborted is the cause recorded when Abort is called with a nil cause.
+var ErrAborted = errors.New("upload aborted")
+
+// Options configure an Uploader.
+type Options struct {
+	// Codec compresses every object not opened Raw (nil: none).
+	Codec codec.Codec
+	// PartSize is the multipart part size (blob.WriterOptions.BufferSize);
+	// 0 chooses it per object from the size hint within Limits.
+	PartSize int64
+	// Concurrency is the number of parts in flight per object
+	// (WriterOptions.MaxConcurrency); 0 = DefaultConcurrency.
+	Concurrency int
+	// Limits are the backend's multipart limits (storage.LimitsFor).
+	Limits storage.Limits
+	// Logger receives debug lines per object (nil: none).
+	Logger *slog.Logger
+}
+
+// Uploader writes objects into one bucket. It is safe for concurrent use.
+type Uploader struct {
+	bucket *blob.Bucket
+	opts   Options
+	s3     bool
+	log    *slog.Logger
+	err    error // invalid Options, returned by Open
+}
+
+// New returns an Uploader for bucket. Invalid options are reported by
+// Validate and by every Open.
+func New(bucket *blob.Bucket, opts Options) *Uploader {
+	if opts.Codec == nil {
+		opts.Codec = codec.None
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	u := &Uploader{
+		bucket: bucket,
+		opts:   opts,
+		s3:     bucket.As(new(*s3.Client)),
+		log:    opts.Logger,
+	}
+	if u.log == nil {
+		u.log = slog.New(slog.DiscardHandler)
+	}
+	u.err = validate(opts)
+	return u
+}
+
+func validate(o Options) error {
+	l := o.Limits
+	switch {
+	case o.Concurrency < 0:
+		return failure.New(failure.Usage, "upload concurrency %d is negative", o.Concurrency)
+	case o.PartSize < 0:
+		return failure.New(failure.Usage, "part size %d is negative", o.PartSize)
+	case o.PartSize == 0:
+		return nil
+	case o.PartSize > math.MaxInt:
+		return failure.New(failure.Usage, "part size %s is too large", sizeString(o.PartSize))
+	case l.MinPartSize > 0 && o.PartSize < l.MinPartSize:
+		return failure.Wrap(failure.Usage,
+			fmt.Errorf("part size %s is below the backend's minimum of %s", sizeString(o.PartSize), sizeString(l.MinPartSize)),
+			"use a part size of at least "+sizeString(l.MinPartSize)+", or leave it unset to choose it automatically")
+	case l.MaxPartSize > 0 && o.PartSize > l.MaxPartSize:
+		return failure.Wrap(failure.Usage,
+			fmt.Errorf("part size %s is above the backend's maximum of %s", sizeString(o.PartSize), sizeString(l.MaxPartSize)),
+			"use a part size of at most "+sizeString(l.MaxPartSize)+", or leave it unset to choose it automatically")
+	}
+	return nil
+}
+
+// Validate reports invalid Options (a failure.Usage error), so a caller can
+// refuse them before starting any work.
+func (u *Uploader) Validate() error { return u.err }
+
+// Codec returns the codec objects not opened Raw are stored with; their keys
+// must end in its Ext.
+func (u *Uploader) Codec() codec.Codec { return u.opts.Codec }
+
+// PartSize returns the part size Open uses for an object of about sizeHint
+// raw bytes (0: unknown): Options.PartSize if set; else the smallest
+// whole-MiB size of at least DefaultPartSize and Limits.MinPartSize with
+// which sizeHint plus 10% fits in Limits.MaxParts parts, but no more than
+// MaxAutoPartSize (the caller splits beyond that, see MaxRawBytes) nor
+// Limits.MaxPartSize.
+func (u *Uploader) PartSize(sizeHint int64) int64 {
+	if u.opts.PartSize > 0 {
+		return u.opts.PartSize
+	}
+	l := u.opts.Limits
+	ps := max(int64(DefaultPartSize), l.MinPartSize)
+	if l.MaxParts > 0 && sizeHint > 0 {
+		need := ceilDiv(withHeadroom(sizeHint), int64(l.MaxParts))
+		need = ceilDiv(need, mib) * mib
+		ps = max(ps, min(need, max(MaxAutoPartSize, l.MinPartSize)))
+	}
+	if l.MaxPartSize > 0 {
+		ps = min(ps, l.MaxPartSize)
+	}
+	return ps
+}
+
+// MaxRawBytes returns how many raw bytes one object opened with sizeHint may
+// take: past that the caller must end it and continue in a next object, so
+// that no object needs more than Limits.MaxParts parts even if compression
+// expands the data by 10%. math.MaxInt64 when the backend has no part limit.
+func (u *Uploader) MaxRawBytes(sizeHint int64) int64 {
+	parts := int64(u.opts.Limits.MaxParts)
+	if parts <= 0 {
+		return math.MaxInt64
+	}
+	ps := u.PartSize(sizeHint)
+	if ps > math.MaxInt64/parts {
+		return math.MaxInt64
+	}
+	return ps * parts / 11 * 10
+}
+
+// withHeadroom returns n plus 10% for compression expansion.
+func withHeadroom(n int64) int64 {
+	if n > math.MaxInt64/11*10 {
+		return math.MaxInt64
+	}
+	return n + n/10
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// ObjectOptions describe one object.
+type ObjectOptions struct {
+	// SizeHint is the expected number of raw bytes (0: unknown); it chooses
+	// the part size.
+	SizeHint int64
+	// Raw stores the bytes as written, without the Uploader's codec
+	// (manifests).
+	Raw bool
+	// ContentType defaults to the codec's type (application/zstd, ...) or
+	// application/octet-stream.
+	ContentType string
+}
+
+// Result describes a committed object.
+type Result struct {
+	Key     string
+	Size    int64  // stored (compressed) bytes
+	RawSize int64  // bytes passed to Write
+	SHA256  string // hex SHA-256 of the stored bytes
+}
+
+var contentTypes = map[string]string{
+	"zstd": "application/zstd",
+	"lz4":  "application/x-lz4",
+	"gzip": "application/gzip",
+}
+
+// Open starts the upload of key. The caller must end it with Close or Abort.
+// key is used as given; for a compressed object it must end in Codec().Ext()
+// so that codec.ForKey finds the codec again on restore.
+func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Object, error) {
+	if u.err != nil {
+		return nil, u.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("upload %s: %w", key, err)
+	}
+	c := u.opts.Codec
+	if o.Raw {
+		c = codec.None
+	}
+	if !strings.HasSuffix(key, c.Ext()) {
+		return nil, fmt.Errorf("upload %s: key must end in %q for %s compression", key, c.Ext(), c.Name())
+	}
+	ct := o.ContentType
+	if ct == "" {
+		if ct = contentTypes[c.Name()]; ct == "" {
+			ct = "application/octet-stream"
+		}
+	}
+	partSize := u.PartSize(o.SizeHint)
+
+	ob := &Object{
+		u:    u,
+		key:  key,
+		done: make(chan struct{}),
+	}
+	ob.pr, ob.pw = io.Pipe()
+	ob.bw = getBufWriter(ob.pw)
+	cw, err := c.NewWriter(ob.bw)
+	if err != nil {
+		putBufWriter(ob.bw)
+		return nil, fmt.Errorf("upload %s: %w", key, err)
+	}
+	ob.cw = cw
+	ob.hr = hashingReader{r: ob.pr, h: sha256.New()}
+	ob.parent = ctx
+	ob.ctx, ob.cancel = context.WithCancelCause(ctx)
+	// A cancelled context (hard shutdown) must also end a stream that is
+	// waiting for the caller's next Write: pipe reads do not watch contexts.
+	ob.stopWatch = context.AfterFunc(ob.ctx, func() { ob.pw.CloseWithError(context.Cause(ob.ctx)) })
+
+	wopts := &blob.WriterOptions{
+		ContentType:    ct,
+		BufferSize:     int(partSize),
+		MaxConcurrency: u.opts.Concurrency,
+	}
+	u.log.Debug("upload started", "key", key, "codec", c.Name(), "part_size", partSize, "size_hint", o.SizeHint)
+	go ob.run(wopts)
+	return ob, nil
+}
+
+// Put stores a small object as given (no codec) and returns its Result.
+func (u *Uploader) Put(ctx context.Context, key string, data []byte, contentType string) (Result, error) {
+	o, err := u.Open(ctx, key, ObjectOptions{SizeHint: int64(len(data)), Raw: true, ContentType: contentType})
+	if err != nil {
+		return Result{}, err
+	}
+	if _, err := o.Write(data); err != nil {
+		o.Abort(err)
+		return Result{}, err
+	}
+	return o.Close()
+}
+
+// Object is one upload in progress. Write and Close must not be called
+// concurrently with each other; Abort may be called from any goroutine, also
+// to unblock a Write that waits for the upload.
+type Object struct {
+	u      *Uploader
+	key    string
+	parent context.Context
+	ctx    context.Context // the upload's; cancelled when it ends
+	cancel context.CancelCauseFunc
+
+	stopWatch func() bool
+
+	mu      sync.Mutex // serialises Write, Close and the codec teardown
+	cw      io.WriteCloser
+	bw      *bufio.Writer
+	state   state
+	werr    error // why the first Write failed: the stream is damaged, never commit it
+	result  Result
+	err     error // the final error once failed
+	written atomic.Int64
+
+	committed atomic.Bool
+	stopOnce  sync.Once
+	causeMu   sync.Mutex
+	cause     error // why Abort stopped the stream
+
+	pr *io.PipeReader
+	pw *io.PipeWriter
+	hr hashingReader
+
+	done  chan struct{} // closed when the upload goroutine has finished
+	upErr error         // the upload's outcome, valid after done
+}
+
+type state int
+
+const (
+	open state = iota
+	closed
+	failed
+)
+
+// hashingReader is the bucket's view of the pipe: it hashes and counts
+// exactly the bytes handed to the backend.
+type hashingReader struct {
+	r *io.PipeReader
+	h hash.Hash
+	n int64
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	return n, err
+}
+
+// Write compresses p into the object. An error means the upload failed; the
+// caller should Abort (Close would report the same error).
+func (o *Object) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state != open {
+		return 0, o.stateErr()
+	}
+	if o.werr != nil {
+		return 0, fmt.Errorf("upload %s: %w", o.key, o.werr)
+	}
+	n, err := o.cw.Write(p)
+	o.written.Add(int64(n))
+	if err != nil {
+		o.werr = o.explain(err)
+		return n, fmt.Errorf("upload %s: %w", o.key, o.werr)
+	}
+	return n, nil
+}
+
+// Written returns the raw bytes accepted so far. It is safe to call from any
+// goroutine (progress reporting).
+func (o *Object) Written() int64 { return o.written.Load() }
+
+// Close flushes the codec, finishes the upload and returns what was stored.
+// On an error nothing was committed: the upload has been aborted.
+func (o *Object) Close() (Result, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch o.state {
+	case closed:
+		return o.result, nil
+	case failed:
+		return Result{}, o.err
+	}
+	err := o.werr
+	if err == nil {
+		cw := o.cw
+		o.cw = nil // Close hands the encoder back to its pool, even on error
+		if cerr := cw.Close(); cerr != nil {
+			err = o.explain(cerr)
+		} else if ferr := o.bw.Flush(); ferr != nil {
+			err = o.explain(ferr)
+		}
+	}
+	if err != nil {
+		o.abortLocked(err)
+		return Result{}, o.err
+	}
+	o.pw.Close() // end of stream: the upload completes
+	<-o.done
+	o.releaseLocked()
+	if o.upErr != nil {
+		o.state, o.err = failed, fmt.Errorf("upload %s: %w", o.key, o.upErr)
+		return Result{}, o.err
+	}
+	o.state = closed
+	o.committed.Store(true)
+	o.result = Result{
+		Key:     o.key,
+		Size:    o.hr.n,
+		RawSize: o.written.Load(),
+		SHA256:  hex.EncodeToString(o.hr.h.Sum(nil)),
+	}
+	o.u.log.Debug("upload done", "key", o.key, "raw", o.result.RawSize, "stored", o.result.Size)
+	return o.result, nil
+}
+
+// Abort stops the upload so that no object and, on S3, no multipart upload
+// remains, and returns once that is done. It is idempotent, safe after a
+// failed Close, and a no-op after a successful one. A nil cause records
+// ErrAborted.
+func (o *Object) Abort(cause error) {
+	if o.committed.Load() {
+		return
+	}
+	if cause == nil {
+		cause = ErrAborted
+	}
+	o.stop(cause) // first, without the lock: it unblocks a Write stuck in the pipe
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state == open {
+		o.abortLocked(cause)
+	}
+}
+
+// stop ends the stream with cause and waits for the upload goroutine.
+func (o *Object) stop(cause error) {
+	o.stopOnce.Do(func() {
+		o.causeMu.Lock()
+		o.cause = cause
+		o.causeMu.Unlock()
+		if !o.u.s3 {
+			// Before the writer can see the stream end: closed with a live
+			// context, these backends would commit what they have.
+			o.cancel(cause)
+		}
+		// S3: the transfer manager reads this error and aborts the
+		// multipart upload on the still-live context.
+		o.pw.CloseWithError(cause)
+	})
+	<-o.done
+}
+
+func (o *Object) abortLocked(cause error) {
+	o.stop(cause)
+	o.releaseLocked()
+	o.state = failed
+	o.err = fmt.Errorf("upload %s: %w", o.key, cause)
+	o.u.log.Debug("upload aborted", "key", o.key, "cause", cause)
+}
+
+// releaseLocked returns the codec and buffer to their pools.
+func (o *Object) releaseLocked() {
+	if o.cw != nil {
+		_ = o.cw.Close() // the pipe is closed: this only recycles the encoder
+		o.cw = nil
+	}
+	if o.bw != nil {
+		putBufWriter(o.bw)
+		o.bw = nil
+	}
+}
+
+func (o *Object) stateErr() error {
+	if o.state == failed {
+		return o.err
+	}
+	return fmt.Errorf("upload %s: write after Close", o.key)
+}
+
+// explain turns the pipe's generic "closed pipe" into the reason it was
+// closed (the result is not yet prefixed with the key).
+func (o *Object) explain(err error) error {
+	if errors.Is(err, io.ErrClosedPipe) {
+		o.causeMu.Lock()
+		c := o.cause
+		o.causeMu.Unlock()
+		if c == nil {
+			c = context.Cause(o.ctx)
+		}
+		if c != nil {
+			err = c
+		}
+	}
+	return err
+}
+
+// run is the bucket side of the pipe.
+func (o *Object) run(wopts *blob.WriterOptions) {
+	defer close(o.done)
+	var err error
+	if o.u.s3 {
+		err = o.u.bucket.Upload(o.ctx, o.key, &o.hr, wopts)
+	} else {
+		err = o.copyToWriter(wopts)
+	}
+	o.stopWatch()
+	if err != nil {
+		// Unblock the caller's Write with the real reason.
+		o.pr.CloseWithError(err)
+		if o.u.s3 {
+			o.sweep()
+		}
+	}
+	o.cancel(err)
+	o.upErr = err
+}
+
+// copyToWriter feeds a blob.Writer from the pipe. Unlike Bucket.Upload it
+// can cancel the writer's context before closing it on any failure, the
+// backend's own write errors included, so nothing partial is committed.
+func (o *Object) copyToWriter(wopts *blob.WriterOptions) error {
+	w, err := o.u.bucket.NewWriter(o.ctx, o.key, wopts)
+	if err != nil {
+		return err
+	}
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := o.hr.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				err = werr
+				break
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	if err != nil {
+		o.cancel(err)
+		_ = w.Close() // with a cancelled context: discards the temp data
+		return err
+	}
+	return w.Close()
+}
+
+// sweep aborts what is still pending for this key after a failed S3 upload.
+// The transfer manager aborts on its own when its context is alive; this
+// covers the case where it was not (hard shutdown) or the abort failed.
+func (o *Object) sweep() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(o.parent), sweepTimeout)
+	defer cancel()
+	n, err := s3mpu.AbortAll(ctx, o.u.bucket, o.key)
+	if err != nil {
+		o.u.log.Warn("could not abort the multipart upload of a failed object; its parts stay in the bucket until aborted",
+			"key", o.key, "err", err)
+		return
+	}
+	if n > 0 {
+		o.u.log.Debug("aborted pending multipart uploads", "key", o.key, "count", n)
+	}
+}
+
+var (
+	bufWriters sync.Pool // *bufio.Writer of bufSize
+	readBufs   = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+)
+
+func getBufWriter(w io.Writer) *bufio.Writer {
+	if bw, ok := bufWriters.Get().(*bufio.Writer); ok {
+		bw.Reset(w)
+		return bw
+	}
+	return bufio.NewWriterSize(w, bufSize)
+}
+
+func putBufWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	bufWriters.Put(bw)
+}
+
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= mib && n%mib == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
