@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"gocloud.dev/blob"
@@ -29,6 +28,7 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/uploader"
@@ -69,32 +69,7 @@ type Options struct {
 }
 
 // Progress is shared with whoever displays progress.
-type Progress struct {
-	total atomic.Int64
-	done  atomic.Int64
-	phase atomic.Value // string
-}
-
-// Snapshot returns bytes done, the estimated total and the current phase.
-func (p *Progress) Snapshot() (done, total int64, phase string) {
-	if p == nil {
-		return 0, 0, ""
-	}
-	ph, _ := p.phase.Load().(string)
-	return p.done.Load(), p.total.Load(), ph
-}
-
-func (p *Progress) add(n int64) {
-	if p != nil {
-		p.done.Add(n)
-	}
-}
-
-func (p *Progress) setPhase(s string) {
-	if p != nil {
-		p.phase.Store(s)
-	}
-}
+type Progress = progress.Counter
 
 // laneBytes: an archive gets one concurrent part per this much data (up to
 // Jobs), so small tablespaces stay one object.
@@ -306,7 +281,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	if !opts.Fast {
 		r.logger.Info("waiting for the server's checkpoint (spread; --fast asks for an immediate one)")
 	}
-	r.progress.setPhase("checkpoint")
+	r.progress.SetPhase("checkpoint")
 	startTime := opts.Now().UTC()
 	startLSN, err := s.start(ctx, label, opts.Fast)
 	if err != nil {
@@ -332,7 +307,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	// so pg_control is copied after everything else.
 	archives = append(archives, base)
 
-	r.progress.setPhase("estimate")
+	r.progress.SetPhase("estimate")
 	var total int64
 	for _, a := range archives {
 		if a.estimate, err = estimate(ctx, walkers[a], a.walkStart); err != nil {
@@ -340,9 +315,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		}
 		total += a.estimate
 	}
-	if r.progress != nil {
-		r.progress.total.Store(total + controlFileSize)
-	}
+	r.progress.SetTotal(total + controlFileSize)
 
 	pgmKey := r.objectKey(storage.PGManifestName)
 	r.pgmObj, err = r.up.Open(r.uploadCtx, pgmKey, uploader.ObjectOptions{Raw: true, ContentType: "application/json"})
@@ -358,7 +331,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		return nil, fmt.Errorf("start backup_manifest: %w", err)
 	}
 
-	r.progress.setPhase("copy")
+	r.progress.SetPhase("copy")
 	workers := make([]*worker, r.opts.Jobs)
 	for i := range workers {
 		workers[i] = newWorker(r)
@@ -380,7 +353,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		return nil, fmt.Errorf("read %s: %w", controlPath, err)
 	}
 
-	r.progress.setPhase("stop")
+	r.progress.SetPhase("stop")
 	stop, err := s.stop(ctx, !opts.IncludeWAL)
 	if err != nil {
 		return nil, err
@@ -392,7 +365,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	}
 	r.logger.Info("backup stopped", "stop_lsn", stop.LSN.String(), "timeline", tli)
 
-	r.progress.setPhase("finish")
+	r.progress.SetPhase("finish")
 	if err := r.writeFinalPart(ctx, base, pgdata, controlInfo, controlBytes, stop, tli, startLSN, info); err != nil {
 		return nil, err
 	}
@@ -448,7 +421,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	if _, err := r.up.Put(r.uploadCtx, key, data, "application/json"); err != nil {
 		return nil, fmt.Errorf("upload %s: %w", key, err)
 	}
-	r.progress.setPhase("done")
+	r.progress.SetPhase("done")
 	return m, nil
 }
 

@@ -147,7 +147,7 @@ func (w *worker) copyData(ctx context.Context, pw *partWriter, f *os.File, e *en
 			return 0, fmt.Errorf("archive %s: %w", e.src, err)
 		}
 		off += want
-		w.run.progress.add(want)
+		w.run.progress.Add(want)
 	}
 	if verify {
 		if count, blocks := w.pc.Failures(); count > 0 {
@@ -179,7 +179,7 @@ func (w *worker) putBytes(ctx context.Context, pw *partWriter, e *entry, data []
 		return fmt.Errorf("archive %s: %w", e.name, err)
 	}
 	pw.arc.addFile(e.size)
-	w.run.progress.add(e.size)
+	w.run.progress.Add(e.size)
 	if !inManifest {
 		return nil
 	}

@@ -8,12 +8,12 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 )
 
 // startProgress shows backup progress: a redrawn line on a terminal,
 // a log line every 10 seconds otherwise (cron, systemd, Kubernetes logs).
-func startProgress(g *globalOptions, p *engine.Progress) (stop func()) {
+func startProgress(g *globalOptions, p *progress.Counter) (stop func()) {
 	tty := false
 	if f, ok := g.stderr.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
@@ -63,7 +63,7 @@ func percent(done, total int64) int {
 	return p
 }
 
-func progressLine(p *engine.Progress, start time.Time) string {
+func progressLine(p *progress.Counter, start time.Time) string {
 	done, total, phase := p.Snapshot()
 	pct := percent(done, total)
 	const width = 30

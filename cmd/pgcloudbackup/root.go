@@ -35,7 +35,8 @@ type globalOptions struct {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	g := &globalOptions{stdout: stdout, stderr: stderr}
+	out := &countingWriter{w: stdout}
+	g := &globalOptions{stdout: out, stderr: stderr}
 	ctx, hardStop, stopSignals := signalContexts()
 	defer stopSignals()
 	g.hardStop = hardStop
@@ -64,7 +65,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil && cf == nil {
 		printError(stderr, err)
-		if g.json {
+		// Scripts get the error as JSON too, unless the command already
+		// printed its own JSON result (verify's report, for one).
+		if g.json && out.n == 0 {
 			writeJSON(stdout, map[string]any{
 				"status":    "error",
 				"error":     errorLine(err),
@@ -74,6 +77,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// countingWriter counts what a command wrote to stdout.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // checksumFailuresError ends a backup that completed with page checksum
@@ -139,6 +154,11 @@ found, 130 interrupted.`,
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "debug logging")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
 	root.AddCommand(newBackupCommand(g))
+	root.AddCommand(newRestoreCommand(g))
+	root.AddCommand(newVerifyCommand(g))
+	root.AddCommand(newListCommand(g))
+	root.AddCommand(newShowCommand(g))
+	root.AddCommand(newDeleteCommand(g))
 	return root
 }
 

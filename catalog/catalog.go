@@ -1,0 +1,252 @@
+// Package catalog is what a bucket holds: its backups with their manifests,
+// "latest" and IDs resolved to one of them, and the retention decision of
+// which backups to delete. Only Load and Find do I/O; the rest is pure.
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gocloud.dev/gcerrors"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+// Latest names the newest complete backup wherever an ID is accepted.
+const Latest = "latest"
+
+// listHint tells users where to find valid IDs.
+const listHint = "see the backups with 'pgcloudbackup list'"
+
+// Status of a backup as listed.
+const (
+	StatusComplete   = "complete"   // manifest.json present and readable
+	StatusIncomplete = "incomplete" // objects but no manifest.json: running, failed or being deleted
+	StatusUnreadable = "unreadable" // manifest.json present but not readable by this version
+)
+
+// Entry is one backup in the bucket.
+type Entry struct {
+	storage.BackupRef
+	// Manifest is manifest.json, nil unless the backup is complete and
+	// its manifest was read.
+	Manifest *manifest.Backup
+	// JSON is manifest.json as stored (nil when Manifest is nil).
+	JSON []byte
+	// Err says why manifest.json of a complete backup could not be used.
+	Err error
+}
+
+// Usable reports whether the entry is a complete backup with a manifest
+// this version reads: one that can be restored.
+func (e *Entry) Usable() bool { return e.Manifest != nil }
+
+// Status is StatusComplete, StatusIncomplete or StatusUnreadable.
+func (e *Entry) Status() string {
+	switch {
+	case e.Usable():
+		return StatusComplete
+	case e.Complete:
+		return StatusUnreadable
+	default:
+		return StatusIncomplete
+	}
+}
+
+// Time is when the backup was taken: the stop time in its manifest, or for
+// a backup without a usable manifest, when its newest object was written.
+func (e *Entry) Time() time.Time {
+	if e.Usable() {
+		return e.Manifest.StopTime
+	}
+	return e.Modified
+}
+
+// Catalog is the backups of one bucket, newest first.
+type Catalog struct {
+	// Where is the bucket, printable (for messages).
+	Where   string
+	Entries []Entry
+}
+
+// New returns a catalog of entries, sorted newest first.
+func New(where string, entries []Entry) *Catalog {
+	c := &Catalog{Where: where, Entries: append([]Entry(nil), entries...)}
+	sort.SliceStable(c.Entries, func(i, j int) bool { return newer(&c.Entries[i], &c.Entries[j]) })
+	return c
+}
+
+// newer orders by time, then by ID (IDs sort by start time).
+func newer(a, b *Entry) bool {
+	ta, tb := a.Time(), b.Time()
+	if !ta.Equal(tb) {
+		return ta.After(tb)
+	}
+	return a.ID > b.ID
+}
+
+// loadConcurrency bounds the manifest reads in flight: enough to hide
+// request latency, few enough to stay polite to the store.
+const loadConcurrency = 8
+
+// Load lists the backups in store and reads the manifest of each complete
+// one. A manifest that cannot be parsed marks its entry (Err) rather than
+// failing the whole listing; a storage error fails it.
+func Load(ctx context.Context, store *storage.Store) (*Catalog, error) {
+	refs, err := store.ListBackups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]Entry, len(refs))
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		loadErr error
+	)
+	sem := make(chan struct{}, loadConcurrency)
+	for i, ref := range refs {
+		entries[i].BackupRef = ref
+		if !ref.Complete {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(e *Entry) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := readInto(ctx, store, e); err != nil {
+				mu.Lock()
+				if loadErr == nil {
+					loadErr = err
+				}
+				mu.Unlock()
+			}
+		}(&entries[i])
+	}
+	wg.Wait()
+	if loadErr != nil {
+		return nil, loadErr
+	}
+	return New(store.Display, entries), nil
+}
+
+// readInto reads e's manifest.json into e. It returns only storage errors.
+func readInto(ctx context.Context, store *storage.Store, e *Entry) error {
+	data, err := store.Bucket.ReadAll(ctx, store.BackupKey(e.ID, storage.ManifestName))
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		// Deleted since the listing (delete removes manifest.json
+		// first): what is left is incomplete.
+		e.Complete = false
+		return nil
+	}
+	if err != nil {
+		return store.Classify(err, fmt.Sprintf("read %s of backup %s", storage.ManifestName, e.ID))
+	}
+	m, err := manifest.Unmarshal(data)
+	switch {
+	case err != nil:
+		e.Err = err
+	case m.ID != e.ID:
+		// A directory copied or renamed by hand: a restore by this ID
+		// would not get what the manifest describes.
+		e.Err = fmt.Errorf("read %s: it describes backup %q, not %q", storage.ManifestName, m.ID, e.ID)
+	default:
+		e.Manifest, e.JSON = m, data
+	}
+	return nil
+}
+
+// Find resolves ref (an ID or "latest") in store to a complete backup with
+// its manifest. For an ID it reads only that backup's manifest.
+func Find(ctx context.Context, store *storage.Store, ref string) (*Entry, error) {
+	if ref == Latest {
+		c, err := Load(ctx, store)
+		if err != nil {
+			return nil, err
+		}
+		return c.Resolve(ref)
+	}
+	refs, err := store.ListBackups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The other entries only serve the "not found" message: their
+	// manifests are not read, so this catalog goes no further.
+	entries := make([]Entry, len(refs))
+	for i, r := range refs {
+		entries[i].BackupRef = r
+		if r.ID == ref && r.Complete {
+			if err := readInto(ctx, store, &entries[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return New(store.Display, entries).Resolve(ref)
+}
+
+// Resolve returns the complete backup ref names: an ID or "latest" (the
+// newest complete backup). A missing, incomplete or unreadable backup is a
+// Precondition error that names it and how to list the backups.
+func (c *Catalog) Resolve(ref string) (*Entry, error) {
+	if ref == Latest {
+		if e := c.Newest(); e != nil {
+			return e, nil
+		}
+		return nil, &failure.Error{Kind: failure.Precondition,
+			Err:  fmt.Errorf("no complete backup in %s to use as %q", c.Where, Latest),
+			Hint: listHint + " --all"}
+	}
+	e, err := c.Lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	switch e.Status() {
+	case StatusIncomplete:
+		return nil, &failure.Error{Kind: failure.Precondition,
+			Err:  fmt.Errorf("backup %s in %s is incomplete (no %s): it is still running, failed, or is being deleted", ref, c.Where, storage.ManifestName),
+			Hint: listHint}
+	case StatusUnreadable:
+		return nil, failure.Wrap(failure.KindOf(e.Err), fmt.Errorf("backup %s: %w", ref, e.Err), failure.HintOf(e.Err))
+	}
+	return e, nil
+}
+
+// Lookup returns the backup with this ID, complete or not.
+func (c *Catalog) Lookup(id string) (*Entry, error) {
+	for i := range c.Entries {
+		if c.Entries[i].ID == id {
+			return &c.Entries[i], nil
+		}
+	}
+	what := "no backup " + quoteIfOdd(id)
+	if len(c.Entries) == 0 {
+		what += " (the bucket holds no backups)"
+	}
+	return nil, &failure.Error{Kind: failure.Precondition,
+		Err: fmt.Errorf("%s in %s", what, c.Where), Hint: listHint}
+}
+
+// Newest returns the newest usable complete backup, or nil.
+func (c *Catalog) Newest() *Entry {
+	for i := range c.Entries {
+		if c.Entries[i].Usable() {
+			return &c.Entries[i]
+		}
+	}
+	return nil
+}
+
+// quoteIfOdd quotes an ID that is empty or holds spaces or control
+// characters, so the one-line message stays readable.
+func quoteIfOdd(id string) string {
+	if id == "" || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Sprintf("%q", id)
+	}
+	return id
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+)
+
+type deleteFlags struct {
+	retain    int
+	olderThan string
+	grace     string
+	dryRun    bool
+	force     bool
+}
+
+func newDeleteCommand(g *globalOptions) *cobra.Command {
+	f := &deleteFlags{}
+	cmd := &cobra.Command{
+		Use:   "delete (<id> | --retain N | --older-than DURATION)",
+		Short: "Delete one backup, or apply a retention policy",
+		Long: `Delete one backup by ID, or apply a retention policy (for scheduled jobs):
+
+  --retain N              keep the N newest complete backups
+  --older-than DURATION   delete complete backups that stopped more than
+                          DURATION ago (units s, m, h, d = 24h, w = 7d;
+                          e.g. 7d, 36h, 2w, 1w3d)
+
+Given both, a backup is kept if either rule keeps it. A retention run also
+deletes incomplete backups (objects but no manifest.json) whose newest object
+is older than --grace: a backup may be running right now, so keep the grace
+longer than your longest backup. Backups whose manifest.json this version
+cannot read are never deleted by a retention run.
+
+The newest complete backup is never deleted without --force: not by
+--older-than, not by 'delete <id>'. --force also allows --retain 0 and
+deleting an incomplete backup by ID within its grace period.
+
+A backup is deleted manifest.json first, so one whose deletion stops half-way
+is incomplete, never complete-looking with parts missing. --dry-run prints
+what would be deleted and changes nothing.
+
+--json prints {"deleted": [...], "kept": [...], "dry_run": bool}, deleted in
+the order of deletion (oldest first), kept newest first. Each backup has
+"reason" (why it is deleted or kept) and the fields of 'pgcloudbackup list
+--json':
+` + backupJSONFields,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDelete(cmd, g, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&f.retain, "retain", 0, "keep the N newest complete backups, delete older ones")
+	fl.StringVar(&f.olderThan, "older-than", "", "delete complete backups older than DURATION (e.g. 7d, 36h, 2w)")
+	fl.StringVar(&f.grace, "grace", "24h", "leave incomplete backups alone until their newest object is this old")
+	fl.BoolVarP(&f.dryRun, "dry-run", "n", false, "print what would be deleted, delete nothing")
+	fl.BoolVar(&f.force, "force", false, "allow deleting the newest complete backup, --retain 0, and running backups by ID")
+	return cmd
+}
+
+// policy checks the flags and turns them into a retention policy.
+func (f *deleteFlags) policy(cmd *cobra.Command, byID bool, now time.Time) (catalog.Policy, error) {
+	p := catalog.Policy{Force: f.force, Now: now}
+	var err error
+	if p.Grace, err = catalog.ParseDuration(f.grace); err != nil {
+		return p, usageError("--grace: %v", err)
+	}
+	retain, older := cmd.Flags().Changed("retain"), cmd.Flags().Changed("older-than")
+	switch {
+	case byID && (retain || older):
+		return p, usageError("give a backup ID or --retain/--older-than, not both")
+	case byID:
+		return p, nil
+	case !retain && !older:
+		return p, usageError("give the backup ID to delete, or a retention policy: --retain N and/or --older-than DURATION")
+	}
+	if retain {
+		if f.retain < 0 || f.retain == 0 && !f.force {
+			return p, usageError("--retain %d: keep at least 1 backup (--retain 0 --force deletes them all)", f.retain)
+		}
+		p.Retain = &f.retain
+	}
+	if older {
+		d, err := catalog.ParseDuration(f.olderThan)
+		if err != nil {
+			return p, usageError("--older-than: %v", err)
+		}
+		p.OlderThan = &d
+	}
+	return p, nil
+}
+
+// deleteReport is the --json output of delete.
+type deleteReport struct {
+	Deleted []decisionJSON `json:"deleted"`
+	Kept    []decisionJSON `json:"kept"`
+	DryRun  bool           `json:"dry_run"`
+}
+
+type decisionJSON struct {
+	backupJSON
+	Reason string `json:"reason"`
+}
+
+func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []string) error {
+	ctx := cmd.Context()
+	p, err := f.policy(cmd, len(args) == 1, time.Now())
+	if err != nil {
+		return err
+	}
+	store, cat, err := openCatalog(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var decisions []catalog.Decision
+	if len(args) == 1 {
+		d, err := cat.PlanDelete(args[0], p)
+		if err != nil {
+			return err
+		}
+		decisions = []catalog.Decision{d}
+	} else if decisions, err = cat.Plan(p); err != nil {
+		return err
+	}
+
+	report := deleteReport{Deleted: []decisionJSON{}, Kept: []decisionJSON{}, DryRun: f.dryRun}
+	verb := "deleted"
+	if f.dryRun {
+		verb = "would delete"
+	}
+	var freed int64
+	// Oldest first: a run that stops part-way has removed the least
+	// valuable backups.
+	for i := len(decisions) - 1; i >= 0; i-- {
+		d := decisions[i]
+		if !d.Delete {
+			continue
+		}
+		if !f.dryRun {
+			if err := store.DeleteBackup(ctx, d.Entry.ID); err != nil {
+				return err
+			}
+			g.logger.Info("deleted backup", "id", d.Entry.ID, "reason", d.Reason)
+		}
+		freed += d.Entry.Bytes
+		report.Deleted = append(report.Deleted, decisionJSON{toJSON(d.Entry), d.Reason})
+		if !g.json {
+			printDecision(g.stdout, verb, d)
+		}
+	}
+	for _, d := range decisions {
+		if d.Delete {
+			continue
+		}
+		report.Kept = append(report.Kept, decisionJSON{toJSON(d.Entry), d.Reason})
+		if d.Protected && !g.json {
+			printDecision(g.stdout, "kept", d)
+		}
+	}
+	if g.json {
+		writeJSON(g.stdout, report)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "%s %d backups (%s), kept %d\n", verb, len(report.Deleted), humanBytes(freed), len(report.Kept))
+	return nil
+}
+
+func printDecision(w io.Writer, verb string, d catalog.Decision) {
+	fmt.Fprintf(w, "%s %s  %s  %-10s  %9s  %s\n", verb, d.Entry.ID, formatTime(d.Entry.Time()),
+		d.Entry.Status(), humanBytes(d.Entry.Bytes), d.Reason)
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+func newShowCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show <id|latest>",
+		Short: "Show what one backup holds",
+		Long: `Show the manifest of one complete backup: times, LSNs, timeline, system
+identifier, WAL, compression, each tablespace with its objects, and the
+files with page checksum failures. "latest" is the complete backup that
+stopped last.
+
+--json prints manifest.json exactly as stored in the bucket.
+
+A backup that does not exist, or is incomplete, is an unmet precondition
+(exit 3); 'pgcloudbackup list --all' shows what there is.`,
+		Args: exactArgs(1, "give one backup ID, or latest"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runShow(cmd.Context(), g, args[0])
+		},
+	}
+}
+
+func runShow(ctx context.Context, g *globalOptions, ref string) error {
+	store, e, err := findBackup(ctx, g, ref)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if g.json {
+		_, err := g.stdout.Write(e.JSON)
+		return err
+	}
+	printManifest(g.stdout, e)
+	return nil
+}
+
+// findBackup opens the bucket and finds the complete backup ref names (an
+// ID or "latest"). The caller closes the store (nil on error).
+func findBackup(ctx context.Context, g *globalOptions, ref string) (*storage.Store, *catalog.Entry, error) {
+	store, err := g.openStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := catalog.Find(ctx, store, ref)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return store, e, nil
+}
+
+func printManifest(w io.Writer, e *catalog.Entry) {
+	m := e.Manifest
+	fmt.Fprintf(w, "backup %s (%s)\n", m.ID, m.Status)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	field := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "  %s:\t%s\n", name, fmt.Sprintf(format, args...))
+	}
+	field("label", "%s", oneLine(m.Label))
+	field("start", "%s UTC, LSN %s", formatTime(m.StartTime), m.StartLSN)
+	field("stop", "%s UTC, LSN %s (took %s)", formatTime(m.StopTime), m.StopLSN, humanDuration(m.StopTime.Sub(m.StartTime)))
+	field("timeline", "%d", m.Timeline)
+	field("PostgreSQL", "%s (%d)", m.PGVersion, m.PGVersionNum)
+	field("system identifier", "%s", m.SystemIdentifier)
+	field("WAL included", "%s", yesNo(m.WALIncluded))
+	field("compression", "%s", m.Compression)
+	field("size", "%s of data, %s stored in %d objects", humanBytes(m.TotalSize()), humanBytes(e.Bytes), e.Objects)
+	field("backup_manifest", "%s (%s)", m.BackupManifest.Key, humanBytes(m.BackupManifest.Size))
+	field("written by", "pgcloudbackup %s", m.ToolVersion)
+	switch {
+	case !m.ChecksumsVerified:
+		field("page checksums", "not verified")
+	case m.ChecksumFailuresTotal == 0:
+		field("page checksums", "verified, no failures")
+	default:
+		field("page checksums", "%d FAILURES in %d files", m.ChecksumFailuresTotal, len(m.ChecksumFailures))
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w, "\ntablespaces:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  OID\tNAME\tLOCATION\tSIZE\tFILES\tOBJECT\tSTORED")
+	for _, ts := range m.Tablespaces {
+		head := fmt.Sprintf("  %d\t%s\t%s\t%s\t%d", ts.OID, oneLine(ts.Name), oneLine(ts.Location), humanBytes(ts.Size), ts.Files)
+		if len(ts.Objects) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\n", head)
+		}
+		for i, o := range ts.Objects {
+			if i > 0 {
+				head = "  \t\t\t\t"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", head, o.Key, humanBytes(o.Size))
+		}
+	}
+	_ = tw.Flush()
+
+	if len(m.ChecksumFailures) > 0 {
+		printChecksumFailures(w, m.ChecksumFailures)
+	}
+}
+
+func printChecksumFailures(w io.Writer, failures []manifest.ChecksumFailure) {
+	fmt.Fprintln(w, "\npage checksum failures:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FILE\tFAILURES\tBLOCKS")
+	for _, f := range failures {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", oneLine(f.Path), f.Count, blockRanges(f.Blocks, 20))
+	}
+	_ = tw.Flush()
+}
+
+// blockRanges writes sorted block numbers as ranges ("0-127, 300"), at
+// most max of them: a torn file can fail on every page.
+func blockRanges(blocks []uint32, max int) string {
+	var b strings.Builder
+	ranges := 0
+	for i := 0; i < len(blocks); {
+		j := i
+		for j+1 < len(blocks) && blocks[j+1] == blocks[j]+1 {
+			j++
+		}
+		if ranges == max {
+			fmt.Fprintf(&b, ", … (%d more blocks; --json lists all)", len(blocks)-i)
+			break
+		}
+		if ranges > 0 {
+			b.WriteString(", ")
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d-%d", blocks[i], blocks[j])
+		} else {
+			fmt.Fprintf(&b, "%d", blocks[i])
+		}
+		ranges++
+		i = j + 1
+	}
+	return b.String()
+}
+
+// exactArgs is cobra.ExactArgs with a message that says what to give.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError("%s (got %d arguments)", what, len(args))
+		}
+		return nil
+	}
+}

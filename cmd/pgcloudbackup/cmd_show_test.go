@@ -1,0 +1,89 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+)
+
+func TestShowCommand(t *testing.T) {
+	now := time.Now().UTC()
+	b := seedCatalog(t, now)
+	// The newest by stop time, though an older ID: it overlapped the
+	// backup before it and finished last.
+	m, stored := b.addBackup("20261122T020000Z", now.Add(-time.Minute), func(m *manifest.Backup) {
+		m.Label = "two\ttablespaces"
+		m.Tablespaces = append(m.Tablespaces, manifest.Tablespace{OID: 16385, Name: "fast", Location: "/ssd/ts", Size: 5 << 20, Files: 12,
+			Objects: []manifest.Object{
+				{Key: "16385.00001.tar.zst", Size: 4 << 20, RawSize: 4 << 20, SHA256: "cd"},
+				{Key: "16385.00002.tar.zst", Size: 1 << 20, RawSize: 1 << 20, SHA256: "ef"}}})
+		m.ChecksumFailures = []manifest.ChecksumFailure{{Path: "pg_tblspc/16385/PG_16_202307071/5/16390", Count: 5, Blocks: []uint32{0, 1, 2, 3, 40}}}
+		m.ChecksumFailuresTotal = 5
+	})
+
+	r := b.cli("show", "latest")
+	if r.code != 0 {
+		t.Fatalf("show latest: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`^backup 20261122T020000Z \(complete\)\n`),
+		regexp.MustCompile(`label: +two tablespaces\n`),
+		regexp.MustCompile(`start: +` + regexp.QuoteMeta(formatTime(m.StartTime)) + ` UTC, LSN 0/3000028\n`),
+		regexp.MustCompile(`stop: +` + regexp.QuoteMeta(formatTime(m.StopTime)) + ` UTC, LSN 0/3000158 \(took 1m30s\)\n`),
+		regexp.MustCompile(`timeline: +1\n`),
+		regexp.MustCompile(`system identifier: +7312345678901234567\n`),
+		regexp.MustCompile(`PostgreSQL: +16.4 \(160004\)\n`),
+		regexp.MustCompile(`WAL included: +no\n`),
+		regexp.MustCompile(`compression: +zstd\n`),
+		regexp.MustCompile(`page checksums: +5 FAILURES in 1 files\n`),
+		regexp.MustCompile(`\n  0 +base +/var/lib/postgresql/data +23.0 MiB +980 +base.00001.tar.zst +32 B\n`),
+		regexp.MustCompile(`\n  16385 +fast +/ssd/ts +5.0 MiB +12 +16385.00001.tar.zst +4.0 MiB\n +16385.00002.tar.zst +1.0 MiB\n`),
+		regexp.MustCompile(`\n  pg_tblspc/16385/PG_16_202307071/5/16390 +5 +0-3, 40\n`),
+	} {
+		if !want.MatchString(r.stdout) {
+			t.Errorf("show latest lacks %s:\n%s", want, r.stdout)
+		}
+	}
+
+	r = b.cli("show", "20261101T020000Z", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"id": "20261101T020000Z"`) {
+		t.Fatalf("show ID --json: %+v", r)
+	}
+	if r = b.cli("show", "--json", "latest"); r.stdout != string(stored) {
+		t.Errorf("show --json is not manifest.json as stored:\n%s\nwant\n%s", r.stdout, stored)
+	}
+
+	wantOneLineError(t, b.cli("show", "20261124T999999Z"), exitPrecondition, "no backup 20261124T999999Z in file://", "pgcloudbackup list")
+	wantOneLineError(t, b.cli("show", "20261110T020000Z"), exitPrecondition, "backup 20261110T020000Z", "incomplete", "pgcloudbackup list")
+	r = b.cli("show", "nope", "--json")
+	wantOneLineError(t, r, exitPrecondition, "nope")
+	if !strings.Contains(r.stdout, `"kind": "precondition"`) {
+		t.Errorf("show --json of an unknown ID: stdout %s", r.stdout)
+	}
+	wantOneLineError(t, b.cli("show"), exitUsage, "give one backup ID, or latest")
+	wantOneLineError(t, b.cli("show", "a", "b"), exitUsage, "give one backup ID")
+
+	empty := newTestBucket(t)
+	wantOneLineError(t, empty.cli("show", "latest"), exitPrecondition, `"latest"`, "pgcloudbackup list")
+	wantOneLineError(t, empty.cli("show", "20261101T020000Z"), exitPrecondition, "20261101T020000Z", "pgcloudbackup list")
+}
+
+func TestBlockRanges(t *testing.T) {
+	for _, tt := range []struct {
+		blocks []uint32
+		max    int
+		want   string
+	}{
+		{nil, 5, ""},
+		{[]uint32{7}, 5, "7"},
+		{[]uint32{0, 1, 2, 3, 40, 42, 43}, 5, "0-3, 40, 42-43"},
+		{[]uint32{1, 3, 5, 7, 8}, 2, "1, 3, … (3 more blocks; --json lists all)"},
+	} {
+		if got := blockRanges(tt.blocks, tt.max); got != tt.want {
+			t.Errorf("blockRanges(%v, %d) = %q, want %q", tt.blocks, tt.max, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"path"
+	"strings"
+
+	"gocloud.dev/gcerrors"
+
+	"github.com/pgcloudbackup/pgcloudbackup/codec"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+// sink receives the members of an archive: the restore writes them into a
+// directory, verify only checks them.
+type sink interface {
+	dir(name string, h *tar.Header) error
+	// file consumes exactly the member's data from r.
+	file(name string, h *tar.Header, r io.Reader) error
+	symlink(name string, h *tar.Header) error
+}
+
+// part is one archive object to read, and where its members go.
+type part struct {
+	oid    uint32 // 0: the data directory
+	prefix string // backup_manifest path prefix ("" or "pg_tblspc/<oid>/")
+	obj    manifest.Object
+	sink   sink
+	key    string // the object's full key (set by read)
+}
+
+// reader reads archive objects. One per worker: its buffers are reused.
+type reader struct {
+	store    *storage.Store
+	backup   *manifest.Backup
+	index    *fileIndex
+	progress *progress.Counter
+	crc      hash.Hash32
+}
+
+// countingHasher hashes and counts what passes through it.
+type countingHasher struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (c *countingHasher) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// read streams one object: download (read ahead), SHA-256 and size against
+// manifest.json, decompress, and every member to the sink and against
+// backup_manifest. Errors name the object.
+func (rd *reader) read(ctx context.Context, p part) error {
+	key := rd.store.BackupKey(rd.backup.ID, p.obj.Key)
+	p.key = key
+	br, err := rd.store.Bucket.NewReader(ctx, key, nil)
+	if err != nil {
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			return failure.New(failure.Failed, "backup %s is damaged: object %s is missing", rd.backup.ID, key)
+		}
+		return rd.store.Classify(err, "read "+key)
+	}
+	defer br.Close()
+	ra := newReadahead(br, 4, 1<<20)
+	defer ra.Close()
+	raw := &countingHasher{r: ra, h: sha256.New()}
+	c, err := codec.ForKey(p.obj.Key)
+	if err != nil {
+		return fmt.Errorf("object %s: %w", key, err)
+	}
+	dr, err := c.NewReader(raw)
+	if err != nil {
+		return damaged(key, err)
+	}
+	defer dr.Close()
+	if err := rd.members(ctx, p, tar.NewReader(dr)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var fe *failure.Error
+		if errors.As(err, &fe) {
+			return err
+		}
+		return damaged(key, err)
+	}
+	// Read to the end so the hash covers every stored byte (tar padding,
+	// compression frame trailer).
+	if _, err := io.Copy(io.Discard, dr); err != nil {
+		return damaged(key, err)
+	}
+	if _, err := io.Copy(io.Discard, raw); err != nil {
+		return damaged(key, err)
+	}
+	if raw.n != p.obj.Size {
+		return damaged(key, fmt.Errorf("%d bytes stored, manifest.json says %d", raw.n, p.obj.Size))
+	}
+	if got := hex.EncodeToString(raw.h.Sum(nil)); got != p.obj.SHA256 {
+		return damaged(key, fmt.Errorf("SHA-256 %s, manifest.json says %s", got, p.obj.SHA256))
+	}
+	return nil
+}
+
+func damaged(key string, err error) error {
+	return failure.Wrap(failure.Failed, fmt.Errorf("object %s is damaged: %s", key, oneLine(err)), "")
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// members hands every tar member to the sink.
+func (rd *reader) members(ctx context.Context, p part, tr *tar.Reader) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name, err := memberName(h.Name)
+		if err != nil {
+			return failure.Wrap(failure.Failed, fmt.Errorf("object %s: %w", p.key, err), "the archive was tampered with: refusing to restore it")
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = p.sink.dir(name, h)
+		case tar.TypeReg, tar.TypeRegA:
+			err = rd.file(p, name, h, tr)
+		case tar.TypeSymlink:
+			err = p.sink.symlink(name, h)
+		default:
+			err = failure.Wrap(failure.Failed, fmt.Errorf("object %s: member %q has type %q, which a base backup never contains",
+				p.key, h.Name, string(h.Typeflag)), "the archive was tampered with: refusing to restore it")
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (rd *reader) file(p part, name string, h *tar.Header, tr io.Reader) error {
+	rd.crc.Reset()
+	cr := &crcCounter{r: tr, h: rd.crc}
+	if err := p.sink.file(name, h, cr); err != nil {
+		return err
+	}
+	if cr.n != h.Size {
+		return fmt.Errorf("member %s: %d of %d bytes", name, cr.n, h.Size)
+	}
+	rd.progress.Add(cr.n)
+	if err := rd.index.check(p.prefix+name, cr.n, rd.crc.Sum32()); err != nil {
+		return failure.Wrap(failure.Failed, fmt.Errorf("object %s: %w", p.key, err), "")
+	}
+	return nil
+}
+
+type crcCounter struct {
+	r io.Reader
+	h hash.Hash32
+	n int64
+}
+
+func (c *crcCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// memberName validates an archive member name: relative, clean, inside the
+// archive root. Hostile names ("../x", "/etc/x", "a/../../x") are refused
+// here; symbolic-link tricks are refused by the sink (os.Root).
+func memberName(name string) (string, error) {
+	n := strings.TrimSuffix(name, "/")
+	switch {
+	case n == "" || n == ".":
+		return "", fmt.Errorf("member with an empty name")
+	case strings.HasPrefix(n, "/"):
+		return "", fmt.Errorf("member %q has an absolute path", name)
+	case strings.ContainsRune(n, 0):
+		return "", fmt.Errorf("member %q has a NUL byte in its name", name)
+	}
+	clean := path.Clean(n)
+	if clean != n || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("member %q is not a clean relative path inside the archive", name)
+	}
+	for _, el := range strings.Split(clean, "/") {
+		if el == ".." || el == "." {
+			return "", fmt.Errorf("member %q escapes the archive root", name)
+		}
+	}
+	return clean, nil
+}

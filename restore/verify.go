@@ -1,0 +1,106 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+// VerifyOptions configure a verification.
+type VerifyOptions struct {
+	Jobs     int
+	Progress *progress.Counter
+	Logger   *slog.Logger
+}
+
+// Report is what verify found.
+type Report struct {
+	ID       string   `json:"id"`
+	Objects  int      `json:"objects"`
+	Bytes    int64    `json:"bytes"`
+	Files    int64    `json:"files"`
+	Problems []string `json:"problems"`
+}
+
+// OK reports whether the backup verified without problems.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// Verify downloads every object of backup m, checks its size and SHA-256
+// against manifest.json, decompresses it and checks every file against
+// backup_manifest, writing nothing. It reports every problem it finds
+// (damaged or missing objects by name) rather than stopping at the first;
+// the error is non-nil when there are problems.
+func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts VerifyOptions) (*Report, error) {
+	if opts.Jobs <= 0 {
+		opts.Jobs = runtime.NumCPU()
+	}
+	rep := &Report{ID: m.ID, Bytes: m.TotalSize(), Problems: []string{}}
+	index, err := loadIndex(ctx, store, m)
+	if err != nil {
+		if failure.KindOf(err) != failure.Failed {
+			return rep, err
+		}
+		rep.Problems = append(rep.Problems, err.Error())
+		return rep, verifyError(rep)
+	}
+	links := map[string]string{}
+	for _, ts := range m.Tablespaces {
+		if ts.OID != 0 {
+			links[fmt.Sprintf("pg_tblspc/%d", ts.OID)] = ts.Location
+		}
+	}
+	s := newDiscardSink(links)
+	var parts []part
+	for _, ts := range m.Tablespaces {
+		rep.Files += ts.Files
+		var sk sink = s
+		if ts.OID != 0 {
+			// Tablespace archives hold no links at all.
+			sk = newDiscardSink(nil)
+		}
+		parts = append(parts, partsOf(ts, sk)...)
+	}
+	rep.Objects = len(parts)
+	opts.Progress.SetTotal(m.TotalSize())
+	opts.Progress.SetPhase("verify")
+	var mu sync.Mutex
+	damagedObjects := false
+	err = readAll(ctx, store, m, index, parts, opts.Jobs, opts.Progress, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Problems = append(rep.Problems, err.Error())
+		damagedObjects = true
+	})
+	if err != nil {
+		return rep, err
+	}
+	// Missing files only mean something when every object read cleanly;
+	// otherwise they are the damaged objects' files.
+	if !damagedObjects {
+		if err := missingError(index.missing()); err != nil {
+			rep.Problems = append(rep.Problems, err.Error())
+		}
+	}
+	opts.Progress.SetPhase("done")
+	return rep, verifyError(rep)
+}
+
+func verifyError(rep *Report) error {
+	if rep.OK() {
+		return nil
+	}
+	first := rep.Problems[0]
+	more := ""
+	if n := len(rep.Problems) - 1; n > 0 {
+		more = fmt.Sprintf(" (and %d more problems)", n)
+	}
+	return failure.New(failure.Failed, "backup %s failed verification: %s%s", rep.ID, strings.TrimSpace(first), more)
+}
