@@ -129,7 +129,7 @@ func backupOptions(t *testing.T, c *pgtest.Cluster) Options {
 }
 
 func newUploader(s *storage.Store, c codec.Codec) *uploader.Uploader {
-	return uploader.New(s.Bucket, uploader.Options{Codec: c, Limits: s.Limits})
+	return uploader.New(s, uploader.Options{Codec: c})
 }
 
 func TestBackupContents(t *testing.T) {
@@ -308,7 +308,7 @@ func TestBackupBucketRefusesWrites(t *testing.T) {
 	inner := memblob.OpenBucket(nil)
 	faults := &faultyblob.Faults{}
 	faults.FailWrite(0, 1<<20, errors.New("injected: bucket refuses writes"))
-	store := &storage.Store{Bucket: faultyblob.New(inner, faults), Scheme: "mem", Display: "faulty://", Limits: storage.LimitsFor("mem")}
+	store := storage.NewStore(faultyblob.New(inner, faults), "mem")
 	opts := backupOptions(t, c)
 	_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
 	if err == nil || !strings.Contains(err.Error(), "injected") {

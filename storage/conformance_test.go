@@ -1,12 +1,16 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"gocloud.dev/blob"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -60,6 +64,43 @@ func TestConformanceMinIO(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
 		return openURL(t, m.BucketURL("conformance", uniquePrefix(t)))
 	})
+	t.Run("SDKLogsGoToTheLogger", func(t *testing.T) { testSDKLogs(t, m.BucketURL("conformance", uniquePrefix(t))) })
+}
+
+// testSDKLogs: the warning the AWS SDK logs for every multipart object read
+// reaches our logger at Debug, and not stderr. (The suite's ReadPrintsNothing
+// checks stderr alone; this proves the read did make the SDK log.)
+func testSDKLogs(t *testing.T, url string) {
+	var logs logBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s, err := storage.Open(context.Background(), url, storage.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	key := s.Key("multipart")
+	data := make([]byte, 11<<20)
+	if err := s.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{BufferSize: 5 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	out := storagetest.CaptureStderr(t, func() { got, err = s.Bucket.ReadAll(ctx, key) })
+	if err != nil || len(got) != len(data) {
+		t.Fatalf("read back %d bytes (%v), want %d", len(got), err, len(data))
+	}
+	if out != "" {
+		t.Errorf("reading a multipart object printed to stderr: %q", out)
+	}
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "Skipped validation of multipart checksum") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "level=DEBUG") || !strings.Contains(line, "source=aws-sdk") {
+		t.Errorf("the SDK's multipart checksum warning is not in our log at debug level; log:\n%s", logs.String())
+	}
 }
 
 func TestConformanceMinIOTLS(t *testing.T) {

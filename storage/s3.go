@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 	gcaws "gocloud.dev/aws"
 	"gocloud.dev/blob"
@@ -41,6 +42,9 @@ const (
 	// sends after a failed upload, on a fresh context so that it still
 	// goes out when the upload's own context was cancelled.
 	s3AbortTimeout = 30 * time.Second
+	// s3SweepTimeout bounds the listing and aborts Store.Upload runs after
+	// a failed upload (see Store.sweep); a few retried requests fit in it.
+	s3SweepTimeout = 2 * time.Minute
 	// s3DefaultPartSize is the transfer manager's part size when
 	// WriterOptions.BufferSize is 0.
 	s3DefaultPartSize = 8 << 20
@@ -175,6 +179,13 @@ func openS3(ctx context.Context, bu *bucketURL, opts Options, log *slog.Logger) 
 		})
 		return &loggingRetryer{RetryerV2: std, log: log}
 	}
+	// The SDK's default logger prints to stderr, which carries only our log
+	// lines. Reading any multipart object logs "Skipped validation of
+	// multipart checksum" (its composite checksum cannot be checked against
+	// the body); single-part objects still are validated, so validation
+	// stays on (response_checksum_validation=when_supported) and the SDK's
+	// lines go to our logger at Debug.
+	cfg.Logger = sdkLogger{log}
 	clientOpts = append(clientOpts, func(o *s3.Options) {
 		o.APIOptions = append(o.APIOptions, addAttemptCounter)
 	})
@@ -188,6 +199,14 @@ func openS3(ctx context.Context, bu *bucketURL, opts Options, log *slog.Logger) 
 		endpoint = "https://s3." + cfg.Region + ".amazonaws.com"
 	}
 	return b, &s3Bucket{client: client, checksum: cfg.RequestChecksumCalculation, endpoint: redactEndpoint(endpoint)}, nil
+}
+
+// sdkLogger is the AWS SDK's logger over ours: every SDK line, whatever
+// its classification, at Debug.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "source", "aws-sdk", "sdk_level", string(c))
 }
 
 // attemptsKey holds an operation's attempt counter in its context.

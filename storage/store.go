@@ -19,7 +19,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"gocloud.dev/blob"
@@ -54,6 +53,17 @@ type Store struct {
 	s3       *s3Bucket // s3 only
 	fileDir  string    // file only
 	log      *slog.Logger
+}
+
+// NewStore wraps a bucket that is already open into a Store with no prefix
+// and the Limits of scheme (file, mem, gs, azblob): tests use it for
+// memblob, fileblob and fault-injecting decorators over them. It panics for
+// "s3": S3 uploads need the client settings only Open has (tuneS3Upload).
+func NewStore(b *blob.Bucket, scheme string) *Store {
+	if scheme == "s3" {
+		panic("storage.NewStore: open S3 buckets with storage.Open")
+	}
+	return &Store{Bucket: b, Scheme: scheme, Display: scheme + "://", Limits: LimitsFor(scheme)}
 }
 
 // logger is the Options.Logger given to Open (a Store built by hand logs
@@ -242,96 +252,4 @@ func (s *Store) AbortIncompleteUploads(ctx context.Context, keyPrefix string) (i
 		return n, s.Classify(err, "abort unfinished uploads under "+keyPrefix)
 	}
 	return n, nil
-}
-
-// Upload streams r into the object at key (a full key: see Key and
-// BackupKey), all or nothing: when r returns an error other than io.EOF
-// (for example the producer called CloseWithError on an io.Pipe), no object
-// is created or replaced, on S3 the multipart upload is aborted, and Upload
-// returns r's error. Cancelling ctx aborts the same way on every backend and
-// returns an Interrupted failure.
-//
-// Why a method and not Bucket.Upload: with gocloud v0.47.0, a reader error
-// alone aborts only s3blob and azureblob; fileblob, memblob and gcsblob go on
-// to Close the writer and commit the bytes read so far. So Upload cancels
-// the write's context as soon as r fails (s3 excepted, which aborts by
-// itself), and those drivers check it before committing. On S3 it also sets
-// the transfer manager to abort on a fresh context (see tuneS3Upload), so
-// cancellation leaves no parts behind.
-//
-// A Read blocked inside r cannot be interrupted in general. When r has
-// CloseWithError (an *io.PipeReader does), cancelling ctx calls it with
-// ctx's error, so the upload ends and a producer blocked in Write gets that
-// error and stops. Other readers must return by themselves.
-//
-// opts may be nil; ContentType defaults to application/octet-stream (a
-// writer without one buffers the start of the stream to sniff it).
-func (s *Store) Upload(ctx context.Context, key string, r io.Reader, opts *blob.WriterOptions) error {
-	var o blob.WriterOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.ContentType == "" {
-		o.ContentType = "application/octet-stream"
-	}
-	if s.s3 != nil {
-		o.BeforeWrite = tuneS3Upload(s.s3, o.BufferSize, o.MaxConcurrency, o.BeforeWrite)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if c, ok := r.(interface{ CloseWithError(error) error }); ok {
-		stop := context.AfterFunc(wctx, func() { _ = c.CloseWithError(wctx.Err()) })
-		defer stop() // runs before cancel: a finished upload leaves r alone
-	}
-	src := &failingReader{r: r}
-	if s.Scheme != "s3" {
-		src.onError = cancel
-	}
-	err := s.Bucket.Upload(wctx, key, src, &o)
-	rerr := src.failure()
-	switch {
-	case err == nil && rerr == nil:
-		return nil
-	case err == nil:
-		// A driver committed despite the reader error (none does
-		// today): take the partial object away again.
-		_ = s.Bucket.Delete(context.WithoutCancel(ctx), key)
-		return fmt.Errorf("upload %s: %w", key, rerr)
-	case ctx.Err() != nil:
-		return s.Classify(ctx.Err(), "upload "+key)
-	case rerr != nil:
-		return fmt.Errorf("upload %s: %w", key, rerr)
-	default:
-		return s.Classify(err, "upload "+key)
-	}
-}
-
-// failingReader remembers the first error (other than io.EOF) of r and
-// calls onError before passing it on.
-type failingReader struct {
-	r       io.Reader
-	onError func()
-	mu      sync.Mutex
-	err     error
-}
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	if err != nil && err != io.EOF {
-		f.mu.Lock()
-		if f.err == nil {
-			f.err = err
-			if f.onError != nil {
-				f.onError()
-			}
-		}
-		f.mu.Unlock()
-	}
-	return n, err
-}
-
-func (f *failingReader) failure() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.err
 }

@@ -4,8 +4,6 @@ import (
 	"math"
 	"testing"
 
-	"gocloud.dev/blob/memblob"
-
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -14,8 +12,10 @@ const (
 	tb = 1_000 * gb
 )
 
+// uploaderFor returns an Uploader for a store with limits l; part sizing
+// never touches the bucket.
 func uploaderFor(l storage.Limits, partSize int64) *Uploader {
-	return New(memblob.OpenBucket(nil), Options{Limits: l, PartSize: partSize})
+	return New(&storage.Store{Limits: l}, Options{PartSize: partSize})
 }
 
 // TestPartSizeTable pins the sizes for the cases the design names; the

@@ -14,11 +14,11 @@
 // Peak memory of one object in flight is about
 //
 //	(Concurrency + 1) × PartSize   part buffers of the S3 transfer manager
-//	+ 16 MiB                        its first read (S3 only)
 //	+ codec state                   zstd ~4 MiB, lz4 ~8 MiB, gzip ~1 MiB
 //	+ 256 KiB                       the pipe buffer
+//	+ 256 KiB                       storage's copy buffer (not on S3)
 //
-// With the defaults (8 MiB parts, Concurrency 2) that is ~45 MiB per object
+// With the defaults (8 MiB parts, Concurrency 2) that is ~28 MiB per object
 // on S3; GCS buffers one part, Azure Concurrency parts, file:// none. Part
 // sizes are chosen from the expected size but never grown past
 // MaxAutoPartSize: a bigger archive is split by the caller into several
@@ -27,17 +27,12 @@
 // # Aborting
 //
 // An abort must never commit a partial object, and on S3 must not leave the
-// parts of a multipart upload behind:
-//   - S3: the pipe is closed with the error while the context is still
-//     alive; the transfer manager then aborts the multipart upload itself.
-//     Cancelling the context instead would run that abort on a dead context
-//     and orphan the parts. After any failed S3 upload the uploads still
-//     pending for that exact key are aborted with a fresh context
-//     (s3mpu.AbortAll), which also covers a hard shutdown (the caller's
-//     context cancelled mid-upload).
-//   - Other backends (file, mem, gs, azblob) commit whatever was written
-//     when their writer is closed with a live context. So the object's
-//     context is cancelled before its writer is closed on any failure.
+// parts of a multipart upload behind. The bucket side is storage.Store.Upload,
+// which guarantees that on every backend when its reader fails, when the
+// backend fails, or when the context is cancelled. Abort ends the pipe with
+// its cause and then cancels the object's context (to end a hung backend
+// write too); a hard shutdown (the caller's context cancelled) ends the pipe
+// with the context's cause.
 package uploader
 
 import (
@@ -54,14 +49,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
-	"github.com/pgcloudbackup/pgcloudbackup/internal/s3mpu"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -82,9 +74,6 @@ const (
 	// emits a few hundred bytes at a time, tar headers are 512) so each pipe
 	// hand-off between goroutines moves a useful amount of data.
 	bufSize = 256 << 10
-
-	// sweepTimeout bounds the post-failure multipart cleanup.
-	sweepTimeout = 2 * time.Minute
 )
 
 // ErrAborted is the cause recorded when Abort is called with a nil cause.
@@ -100,24 +89,21 @@ type Options struct {
 	// Concurrency is the number of parts in flight per object
 	// (WriterOptions.MaxConcurrency); 0 = DefaultConcurrency.
 	Concurrency int
-	// Limits are the backend's multipart limits (storage.LimitsFor).
-	Limits storage.Limits
 	// Logger receives debug lines per object (nil: none).
 	Logger *slog.Logger
 }
 
-// Uploader writes objects into one bucket. It is safe for concurrent use.
+// Uploader writes objects into one store. It is safe for concurrent use.
 type Uploader struct {
-	bucket *blob.Bucket
-	opts   Options
-	s3     bool
-	log    *slog.Logger
-	err    error // invalid Options, returned by Open
+	store *storage.Store
+	opts  Options
+	log   *slog.Logger
+	err   error // invalid Options, returned by Open
 }
 
-// New returns an Uploader for bucket. Invalid options are reported by
-// Validate and by every Open.
-func New(bucket *blob.Bucket, opts Options) *Uploader {
+// New returns an Uploader for store; part sizes follow store.Limits.
+// Invalid options are reported by Validate and by every Open.
+func New(store *storage.Store, opts Options) *Uploader {
 	if opts.Codec == nil {
 		opts.Codec = codec.None
 	}
@@ -125,20 +111,18 @@ func New(bucket *blob.Bucket, opts Options) *Uploader {
 		opts.Concurrency = DefaultConcurrency
 	}
 	u := &Uploader{
-		bucket: bucket,
-		opts:   opts,
-		s3:     bucket.As(new(*s3.Client)),
-		log:    opts.Logger,
+		store: store,
+		opts:  opts,
+		log:   opts.Logger,
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
-	u.err = validate(opts)
+	u.err = validate(opts, store.Limits)
 	return u
 }
 
-func validate(o Options) error {
-	l := o.Limits
+func validate(o Options, l storage.Limits) error {
 	switch {
 	case o.Concurrency < 0:
 		return failure.New(failure.Usage, "upload concurrency %d is negative", o.Concurrency)
@@ -178,7 +162,7 @@ func (u *Uploader) PartSize(sizeHint int64) int64 {
 	if u.opts.PartSize > 0 {
 		return u.opts.PartSize
 	}
-	l := u.opts.Limits
+	l := u.store.Limits
 	ps := max(int64(DefaultPartSize), l.MinPartSize)
 	if l.MaxParts > 0 && sizeHint > 0 {
 		need := ceilDiv(withHeadroom(sizeHint), int64(l.MaxParts))
@@ -196,7 +180,7 @@ func (u *Uploader) PartSize(sizeHint int64) int64 {
 // that no object needs more than Limits.MaxParts parts even if compression
 // expands the data by 10%. math.MaxInt64 when the backend has no part limit.
 func (u *Uploader) MaxRawBytes(sizeHint int64) int64 {
-	parts := int64(u.opts.Limits.MaxParts)
+	parts := int64(u.store.Limits.MaxParts)
 	if parts <= 0 {
 		return math.MaxInt64
 	}
@@ -283,7 +267,6 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 	}
 	ob.cw = cw
 	ob.hr = hashingReader{r: ob.pr, h: sha256.New()}
-	ob.parent = ctx
 	ob.ctx, ob.cancel = context.WithCancelCause(ctx)
 	// A cancelled context (hard shutdown) must also end a stream that is
 	// waiting for the caller's next Write: pipe reads do not watch contexts.
@@ -318,7 +301,6 @@ func (u *Uploader) Put(ctx context.Context, key string, data []byte, contentType
 type Object struct {
 	u      *Uploader
 	key    string
-	parent context.Context
 	ctx    context.Context // the upload's; cancelled when it ends
 	cancel context.CancelCauseFunc
 
@@ -378,13 +360,13 @@ func (o *Object) Write(p []byte) (int, error) {
 		return 0, o.stateErr()
 	}
 	if o.werr != nil {
-		return 0, fmt.Errorf("upload %s: %w", o.key, o.werr)
+		return 0, o.named(o.werr)
 	}
 	n, err := o.cw.Write(p)
 	o.written.Add(int64(n))
 	if err != nil {
 		o.werr = o.explain(err)
-		return n, fmt.Errorf("upload %s: %w", o.key, o.werr)
+		return n, o.named(o.werr)
 	}
 	return n, nil
 }
@@ -422,7 +404,7 @@ func (o *Object) Close() (Result, error) {
 	<-o.done
 	o.releaseLocked()
 	if o.upErr != nil {
-		o.state, o.err = failed, fmt.Errorf("upload %s: %w", o.key, o.upErr)
+		o.state, o.err = failed, o.upErr // Store.Upload's error names the key
 		return Result{}, o.err
 	}
 	o.state = closed
@@ -462,14 +444,13 @@ func (o *Object) stop(cause error) {
 		o.causeMu.Lock()
 		o.cause = cause
 		o.causeMu.Unlock()
-		if !o.u.s3 {
-			// Before the writer can see the stream end: closed with a live
-			// context, these backends would commit what they have.
-			o.cancel(cause)
-		}
-		// S3: the transfer manager reads this error and aborts the
-		// multipart upload on the still-live context.
+		// First the pipe: an upload that is reading it aborts on this
+		// error (on S3 with the context still alive). Then the context:
+		// a backend write that hangs (a dead connection) never reads the
+		// pipe again. Store.Upload commits nothing and leaves no
+		// multipart upload either way.
 		o.pw.CloseWithError(cause)
+		o.cancel(cause)
 	})
 	<-o.done
 }
@@ -478,8 +459,25 @@ func (o *Object) abortLocked(cause error) {
 	o.stop(cause)
 	o.releaseLocked()
 	o.state = failed
-	o.err = fmt.Errorf("upload %s: %w", o.key, cause)
+	o.err = o.named(cause)
 	o.u.log.Debug("upload aborted", "key", o.key, "cause", cause)
+}
+
+// uploadError carries Store.Upload's error through the pipe to a blocked
+// Write; it already names the key.
+type uploadError struct{ err error }
+
+func (e uploadError) Error() string { return e.err.Error() }
+func (e uploadError) Unwrap() error { return e.err }
+
+// named returns err prefixed with the key, unless it is Store.Upload's,
+// which already is.
+func (o *Object) named(err error) error {
+	var ue uploadError
+	if errors.As(err, &ue) {
+		return ue.err
+	}
+	return fmt.Errorf("upload %s: %w", o.key, err)
 }
 
 // releaseLocked returns the codec and buffer to their pools.
@@ -521,80 +519,17 @@ func (o *Object) explain(err error) error {
 // run is the bucket side of the pipe.
 func (o *Object) run(wopts *blob.WriterOptions) {
 	defer close(o.done)
-	var err error
-	if o.u.s3 {
-		err = o.u.bucket.Upload(o.ctx, o.key, &o.hr, wopts)
-	} else {
-		err = o.copyToWriter(wopts)
-	}
+	err := o.u.store.Upload(o.ctx, o.key, &o.hr, wopts)
 	o.stopWatch()
 	if err != nil {
 		// Unblock the caller's Write with the real reason.
-		o.pr.CloseWithError(err)
-		if o.u.s3 {
-			o.sweep()
-		}
+		o.pr.CloseWithError(uploadError{err})
 	}
 	o.cancel(err)
 	o.upErr = err
 }
 
-// copyToWriter feeds a blob.Writer from the pipe. Unlike Bucket.Upload it
-// can cancel the writer's context before closing it on any failure, the
-// backend's own write errors included, so nothing partial is committed.
-func (o *Object) copyToWriter(wopts *blob.WriterOptions) error {
-	w, err := o.u.bucket.NewWriter(o.ctx, o.key, wopts)
-	if err != nil {
-		return err
-	}
-	bp := readBufs.Get().(*[]byte)
-	defer readBufs.Put(bp)
-	buf := *bp
-	for {
-		n, rerr := o.hr.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				err = werr
-				break
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			err = rerr
-			break
-		}
-	}
-	if err != nil {
-		o.cancel(err)
-		_ = w.Close() // with a cancelled context: discards the temp data
-		return err
-	}
-	return w.Close()
-}
-
-// sweep aborts what is still pending for this key after a failed S3 upload.
-// The transfer manager aborts on its own when its context is alive; this
-// covers the case where it was not (hard shutdown) or the abort failed.
-func (o *Object) sweep() {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(o.parent), sweepTimeout)
-	defer cancel()
-	n, err := s3mpu.AbortAll(ctx, o.u.bucket, o.key)
-	if err != nil {
-		o.u.log.Warn("could not abort the multipart upload of a failed object; its parts stay in the bucket until aborted",
-			"key", o.key, "err", err)
-		return
-	}
-	if n > 0 {
-		o.u.log.Debug("aborted pending multipart uploads", "key", o.key, "count", n)
-	}
-}
-
-var (
-	bufWriters sync.Pool // *bufio.Writer of bufSize
-	readBufs   = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
-)
+var bufWriters sync.Pool // *bufio.Writer of bufSize
 
 func getBufWriter(w io.Writer) *bufio.Writer {
 	if bw, ok := bufWriters.Get().(*bufio.Writer); ok {

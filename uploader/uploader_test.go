@@ -26,17 +26,18 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
-// backend is a bucket plus a way to see every file it left on disk.
+// backend is a store plus a way to see every file it left on disk.
 type backend struct {
 	name   string
-	bucket *blob.Bucket
-	dir    string // fileblob root ("" for memblob)
+	store  *storage.Store
+	bucket *blob.Bucket // store.Bucket
+	dir    string       // fileblob root ("" for memblob)
 }
 
 func memBackend(t *testing.T) backend {
 	b := memblob.OpenBucket(nil)
 	t.Cleanup(func() { b.Close() })
-	return backend{name: "mem", bucket: b}
+	return backend{name: "mem", store: storage.NewStore(b, "mem"), bucket: b}
 }
 
 func fileBackend(t *testing.T) backend {
@@ -46,7 +47,12 @@ func fileBackend(t *testing.T) backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return backend{name: "file", bucket: b, dir: dir}
+	return backend{name: "file", store: storage.NewStore(b, "file"), bucket: b, dir: dir}
+}
+
+// faulty returns a store over be's bucket that fails as f says.
+func (be backend) faulty(f *faultyblob.Faults) *storage.Store {
+	return storage.NewStore(faultyblob.New(be.bucket, f), be.name)
 }
 
 func backends(t *testing.T) []backend { return []backend{memBackend(t), fileBackend(t)} }
@@ -166,7 +172,7 @@ func TestRoundTrip(t *testing.T) {
 			for _, in := range [][]byte{data, {}} {
 				name := fmt.Sprintf("%s/%s/%d", be.name, c.Name(), len(in))
 				t.Run(name, func(t *testing.T) {
-					u := New(be.bucket, Options{Codec: c})
+					u := New(be.store, Options{Codec: c})
 					key := fmt.Sprintf("backups/1/base-%d.00001.tar%s", len(in), c.Ext())
 					o, err := u.Open(ctx, key, ObjectOptions{SizeHint: int64(len(in))})
 					if err != nil {
@@ -218,7 +224,7 @@ func TestRoundTrip(t *testing.T) {
 func TestRawAndPut(t *testing.T) {
 	ctx := context.Background()
 	be := fileBackend(t)
-	u := New(be.bucket, Options{Codec: codec.Zstd})
+	u := New(be.store, Options{Codec: codec.Zstd})
 	doc := []byte(`{"format": 1}`)
 	res, err := u.Put(ctx, "backups/1/manifest.json", doc, "application/json")
 	if err != nil {
@@ -243,7 +249,7 @@ func TestAbortMidStream(t *testing.T) {
 	for _, be := range backends(t) {
 		for _, c := range []codec.Codec{codec.None, codec.Zstd} {
 			t.Run(be.name+"/"+c.Name(), func(t *testing.T) {
-				u := New(be.bucket, Options{Codec: c})
+				u := New(be.store, Options{Codec: c})
 				key := "backups/1/aborted.00001.tar" + c.Ext()
 				o, err := u.Open(ctx, key, ObjectOptions{})
 				if err != nil {
@@ -278,7 +284,7 @@ func TestAbortUnblocksWrite(t *testing.T) {
 	be := fileBackend(t)
 	f := &faultyblob.Faults{}
 	f.StallWrite(1, 1<<20)
-	u := New(faultyblob.New(be.bucket, f), Options{})
+	u := New(be.faulty(f), Options{})
 	key := "stalled.tar"
 	o, err := u.Open(ctx, key, ObjectOptions{})
 	if err != nil {
@@ -339,7 +345,7 @@ func TestBackendFailures(t *testing.T) {
 				be := fileBackend(t)
 				f := &faultyblob.Faults{}
 				tc.inject(f)
-				u := New(faultyblob.New(be.bucket, f), Options{Codec: c})
+				u := New(be.faulty(f), Options{Codec: c})
 				key := "backups/1/base.00001.tar" + c.Ext()
 				o, err := u.Open(ctx, key, ObjectOptions{})
 				if err != nil {
@@ -355,6 +361,13 @@ func TestBackendFailures(t *testing.T) {
 				}
 				if werr != nil && !errors.Is(werr, boom) {
 					t.Errorf("Write error %v does not carry the backend's", werr)
+				}
+				// One line naming the object once (Store.Upload's error
+				// already names it).
+				for _, err := range []error{werr, cerr} {
+					if err != nil && strings.Count(err.Error(), key) != 1 {
+						t.Errorf("error %q does not name %s exactly once", err, key)
+					}
 				}
 				o.Abort(nil) // safe after a failed Close
 				be.assertGone(t, key)
@@ -379,7 +392,7 @@ func TestContextCancelled(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/idle=%v", be.name, idle), func(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
-				u := New(be.bucket, Options{Codec: codec.Zstd})
+				u := New(be.store, Options{Codec: codec.Zstd})
 				key := fmt.Sprintf("cancelled-%v.tar.zst", idle)
 				o, err := u.Open(ctx, key, ObjectOptions{})
 				if err != nil {
@@ -416,7 +429,7 @@ func TestContextCancelled(t *testing.T) {
 	// Open refuses a context that is already done.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := New(memblob.OpenBucket(nil), Options{}).Open(ctx, "k", ObjectOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := New(memBackend(t).store, Options{}).Open(ctx, "k", ObjectOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Open with a dead context: %v", err)
 	}
 }
@@ -430,7 +443,7 @@ func TestParallel(t *testing.T) {
 			codecs := []codec.Codec{codec.None, codec.Zstd, codec.LZ4, codec.Gzip}
 			uploaders := make([]*Uploader, len(codecs))
 			for i, c := range codecs {
-				uploaders[i] = New(be.bucket, Options{Codec: c})
+				uploaders[i] = New(be.store, Options{Codec: c})
 			}
 			const n = 16
 			inputs := make([][]byte, n)
@@ -479,30 +492,26 @@ func TestParallel(t *testing.T) {
 	}
 }
 
-// TestS3Detection: only an S3 bucket takes the Upload path.
-func TestS3Detection(t *testing.T) {
-	if New(memblob.OpenBucket(nil), Options{}).s3 {
-		t.Fatal("memblob taken for S3")
-	}
-}
-
 func TestOptionsValidation(t *testing.T) {
 	ctx := context.Background()
-	s3 := storage.LimitsFor("s3")
+	s3, file := storage.LimitsFor("s3"), storage.LimitsFor("file")
 	for _, tc := range []struct {
-		opts Options
-		ok   bool
+		limits storage.Limits
+		opts   Options
+		ok     bool
 	}{
-		{Options{Limits: s3}, true},
-		{Options{Limits: s3, PartSize: 5 << 20}, true},
-		{Options{Limits: s3, PartSize: 5 << 30}, true},
-		{Options{Limits: s3, PartSize: 4 << 20}, false},
-		{Options{Limits: s3, PartSize: 5<<30 + 1}, false},
-		{Options{Limits: s3, PartSize: -1}, false},
-		{Options{Limits: s3, Concurrency: -1}, false},
-		{Options{Limits: storage.LimitsFor("file"), PartSize: 1}, true},
+		{s3, Options{}, true},
+		{s3, Options{PartSize: 5 << 20}, true},
+		{s3, Options{PartSize: 5 << 30}, true},
+		{s3, Options{PartSize: 4 << 20}, false},
+		{s3, Options{PartSize: 5<<30 + 1}, false},
+		{s3, Options{PartSize: -1}, false},
+		{s3, Options{Concurrency: -1}, false},
+		{file, Options{PartSize: 1}, true},
 	} {
-		u := New(memblob.OpenBucket(nil), tc.opts)
+		// A memory bucket with the limits under test.
+		store := &storage.Store{Bucket: memblob.OpenBucket(nil), Scheme: "mem", Limits: tc.limits}
+		u := New(store, tc.opts)
 		err := u.Validate()
 		if (err == nil) != tc.ok {
 			t.Errorf("%+v: Validate = %v", tc.opts, err)
@@ -531,7 +540,7 @@ func TestWriteDoesNotAllocate(t *testing.T) {
 	}
 	be := fileBackend(t)
 	for _, c := range []codec.Codec{codec.None, codec.Zstd} {
-		u := New(be.bucket, Options{Codec: c})
+		u := New(be.store, Options{Codec: c})
 		o, err := u.Open(context.Background(), "alloc.tar"+c.Ext(), ObjectOptions{})
 		if err != nil {
 			t.Fatal(err)

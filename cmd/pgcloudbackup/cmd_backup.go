@@ -88,11 +88,10 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		return err
 	}
 	defer store.Close()
-	up := uploader.New(store.Bucket, uploader.Options{
+	up := uploader.New(store, uploader.Options{
 		Codec:       c,
 		PartSize:    partSize,
 		Concurrency: f.uploadConcurrency,
-		Limits:      store.Limits,
 		Logger:      g.logger,
 	})
 

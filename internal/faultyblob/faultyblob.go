@@ -1,17 +1,19 @@
 // Package faultyblob wraps a bucket so tests can make chosen calls fail: the
 // Nth writer to open, a writer after N bytes, the Close that would commit an
 // object, a Delete, List or Attributes call. Everything else passes through
-// to the wrapped bucket (memblob or fileblob), so a failure leaves exactly
-// the state the real backend would be left in.
+// to the wrapped bucket, so a failure leaves exactly the state the real
+// backend would be left in.
 //
-// Writers are passed through as a stream of Writes (never the driver's
-// Upload), and As answers for the inner bucket. Wrap memblob or fileblob:
-// over s3blob the stream semantics of an abort would differ from the real
-// driver's.
+// A writer reaches the inner bucket the way the caller used it: a stream of
+// Writes, or Bucket.Upload's reader handed to the inner bucket's Upload (so
+// azureblob keeps its UploadStream path). As answers for the inner bucket.
+// Wrap any bucket but s3blob (memblob, fileblob, gcsblob, azureblob): s3blob
+// aborts a multipart upload in ways a wrapper cannot reproduce.
 package faultyblob
 
 import (
 	"context"
+	"io"
 	"sync"
 
 	"gocloud.dev/blob"
@@ -232,7 +234,7 @@ func (b *bucket) NewTypedWriter(ctx context.Context, key, contentType string, op
 	// The inner writer gets its own cancel so an injected Close failure can
 	// abort it the way the real backend aborts a cancelled write.
 	ctx, cancel := context.WithCancel(ctx)
-	w, err := b.inner.NewWriter(ctx, key, &blob.WriterOptions{
+	fw := &writer{f: b.f, ctx: ctx, cancel: cancel, fault: wf, inner: b.inner, key: key, opts: &blob.WriterOptions{
 		BufferSize:                  opts.BufferSize,
 		MaxConcurrency:              opts.MaxConcurrency,
 		CacheControl:                opts.CacheControl,
@@ -245,12 +247,7 @@ func (b *bucket) NewTypedWriter(ctx context.Context, key, contentType string, op
 		Metadata:                    opts.Metadata,
 		BeforeWrite:                 opts.BeforeWrite,
 		IfNotExist:                  opts.IfNotExist,
-	})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	fw := &writer{f: b.f, ctx: ctx, w: w, cancel: cancel, fault: wf}
+	}}
 	if wf != nil {
 		fw.left = wf.after
 	}
@@ -260,15 +257,61 @@ func (b *bucket) NewTypedWriter(ctx context.Context, key, contentType string, op
 	return fw, nil
 }
 
+// writer passes a stream of Writes to an inner writer, or, when the caller
+// uses Bucket.Upload, hands the reader to the inner bucket's Upload, so that
+// a driver that reads the stream itself (azureblob's UploadStream) takes
+// that path as it would unwrapped. Either way the Write faults strike the
+// bytes on their way to the inner bucket.
 type writer struct {
 	f        *Faults
 	ctx      context.Context
-	w        *blob.Writer
 	cancel   context.CancelFunc
-	fault    *rule // the Write fault, if any
-	left     int64 // bytes still accepted before the fault strikes
-	failed   error // sticky result once it struck
+	inner    *blob.Bucket
+	key      string
+	opts     *blob.WriterOptions
+	w        *blob.Writer // opened by the first Write (or Close)
+	fault    *rule        // the Write fault, if any
+	left     int64        // bytes still accepted before the fault strikes
+	failed   error        // sticky result once it struck
 	closeErr error
+
+	uploaded bool  // Upload was used instead of Write
+	upErr    error // its result
+	blocked  bool  // Upload: the commit was stopped for closeErr
+}
+
+var _ driver.Uploader = (*writer)(nil)
+
+func (w *writer) open() error {
+	if w.w != nil {
+		return nil
+	}
+	iw, err := w.inner.NewWriter(w.ctx, w.key, w.opts)
+	if err != nil {
+		return err
+	}
+	w.w = iw
+	return nil
+}
+
+// room returns how many of n bytes may go on before the fault strikes.
+func (w *writer) room(n int) int {
+	if w.fault != nil && int64(n) > w.left {
+		return int(w.left)
+	}
+	return n
+}
+
+// strike fails the writer as its fault says, once the bytes before the
+// mark have gone through.
+func (w *writer) strike() error {
+	if w.fault.stall {
+		<-w.ctx.Done()
+		w.failed = w.ctx.Err()
+	} else {
+		w.failed = w.fault.err
+	}
+	return w.failed
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -276,28 +319,70 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.failed != nil {
 		return 0, w.failed
 	}
-	if w.fault == nil || int64(len(p)) <= w.left {
-		n, err := w.w.Write(p)
-		w.left -= int64(n)
+	if err := w.open(); err != nil {
+		return 0, err
+	}
+	k := w.room(len(p))
+	n, err := w.w.Write(p[:k])
+	w.left -= int64(n)
+	if err != nil || k == len(p) {
 		return n, err
 	}
-	n, err := w.w.Write(p[:w.left])
-	w.left = 0
-	if err != nil {
-		return n, err
+	return n, w.strike()
+}
+
+// Upload feeds r to the inner bucket's Upload (the outer Bucket.Upload
+// guarantees a content type). A Close fault cancels the inner write once r
+// is drained, so the commit fails as a rejected final request would.
+func (w *writer) Upload(r io.Reader) error {
+	w.uploaded = true
+	w.upErr = w.inner.Upload(w.ctx, w.key, &faultReader{w: w, r: r}, w.opts)
+	if w.blocked {
+		return nil // Close reports closeErr
 	}
-	if w.fault.stall {
-		<-w.ctx.Done()
-		w.failed = w.ctx.Err()
-	} else {
-		w.failed = w.fault.err
+	return w.upErr
+}
+
+// faultReader is the stream the inner driver reads in Upload; each Read
+// that passes bytes on counts as a Write.
+type faultReader struct {
+	w *writer
+	r io.Reader
+}
+
+func (fr *faultReader) Read(p []byte) (int, error) {
+	w := fr.w
+	if w.failed != nil {
+		return 0, w.failed
 	}
-	return n, w.failed
+	if w.fault != nil && w.left == 0 {
+		return 0, w.strike()
+	}
+	n, err := fr.r.Read(p[:w.room(len(p))])
+	w.left -= int64(n)
+	if n > 0 {
+		_, _ = w.f.call(Write)
+	}
+	if err == io.EOF && w.closeErr != nil {
+		w.blocked = true
+		w.cancel()
+	}
+	return n, err
 }
 
 func (w *writer) Close() error {
 	_, _ = w.f.call(Close)
 	defer w.cancel()
+	if w.uploaded {
+		if w.closeErr != nil {
+			return w.closeErr
+		}
+		return w.upErr
+	}
+	// No Write came: the inner writer still makes the (empty) object.
+	if err := w.open(); err != nil {
+		return err
+	}
 	if w.closeErr != nil {
 		w.cancel() // the commit "fails": the object must not appear
 		_ = w.w.Close()

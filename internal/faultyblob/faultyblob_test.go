@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -295,3 +296,58 @@ func TestStallWrite(t *testing.T) {
 		t.Fatalf("left %v", names)
 	}
 }
+
+// TestUploadPath: Bucket.Upload reaches the inner bucket's Upload, and the
+// faults strike there as they do on the Write path. With fileblob, whose
+// Upload closes the writer on a live context after an error, the bytes
+// before the fault are committed (what the real driver does when its own
+// write fails); a Close fault commits nothing.
+func TestUploadPath(t *testing.T) {
+	ctx := context.Background()
+	inner, dir := fileBucket(t)
+	f := &Faults{}
+	boom := errors.New("injected: disk full")
+	f.FailWrite(1, 1000, boom)
+	f.FailClose(2, boom)
+	b := New(inner, f)
+	data := bytes.Repeat([]byte("0123456789"), 1000)
+	opts := &blob.WriterOptions{ContentType: "application/octet-stream"}
+
+	// Short reads must not make the fault strike
+	// early: it counts the bytes that went through, not those asked for.
+	err := b.Upload(ctx, "k1", &smallReads{r: bytes.NewReader(data), n: 7}, opts)
+	if !errors.Is(err, boom) {
+		t.Fatalf("upload 1: %v, want the injected error", err)
+	}
+	got, err := inner.ReadAll(ctx, "k1")
+	if err != nil || !bytes.Equal(got, data[:1000]) {
+		t.Fatalf("upload 1 committed %d bytes (%v), want the 1000 before the fault", len(got), err)
+	}
+	if f.Calls(Write) < 1000/7 {
+		t.Errorf("counted %d writes for reads of 7 bytes, want every read", f.Calls(Write))
+	}
+
+	if err := b.Upload(ctx, "k2", bytes.NewReader(data), opts); !errors.Is(err, boom) {
+		t.Fatalf("upload 2: %v, want the injected commit error", err)
+	}
+	for _, name := range dirEntries(t, dir) {
+		if strings.HasPrefix(name, "k2") {
+			t.Fatalf("a failed commit left %s", name)
+		}
+	}
+
+	if err := b.Upload(ctx, "k3", bytes.NewReader(data), opts); err != nil {
+		t.Fatalf("upload 3 without faults: %v", err)
+	}
+	if got, err := inner.ReadAll(ctx, "k3"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("upload 3 stored %d bytes (%v)", len(got), err)
+	}
+}
+
+// smallReads returns at most n bytes a Read.
+type smallReads struct {
+	r io.Reader
+	n int
+}
+
+func (s *smallReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), s.n)]) }

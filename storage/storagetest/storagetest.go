@@ -22,6 +22,7 @@ import (
 	"gocloud.dev/gcerrors"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/faultyblob"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/s3mpu"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
@@ -44,8 +45,12 @@ func Run(t *testing.T, open func(t *testing.T) *storage.Store) {
 		{"ListBackups", testListBackups},
 		{"DeleteBackup", testDeleteBackup},
 		{"UploadReaderErrorLeavesNothing", testUploadReaderError},
+		{"UploadWriteErrorLeavesNothing", testUploadWriteError},
 		{"UploadCancelLeavesNothing", testUploadCancel},
+		{"UploadFailureAbortsEarlierAttempts", testUploadAbortsEarlierAttempts},
+		{"ReadPrintsNothing", testReadPrintsNothing},
 		{"DriverReaderErrorBehaviour", testDriverReaderError},
+		{"DriverWriteErrorBehaviour", testDriverWriteError},
 		{"DriverCancelBehaviour", testDriverCancel},
 		{"MissingObject", testMissingObject},
 	}
@@ -177,19 +182,26 @@ func testStreamedMultipart(t *testing.T, s *storage.Store) {
 		t.Fatalf("read back %d bytes that differ from the %d written", len(got), len(data))
 	}
 	if s.Scheme == "s3" {
-		// A multipart object's ETag ends in -<parts>: 12 MiB in 5 MiB
-		// parts is 3, proof that the stream went up in parts.
-		a, err := s.Bucket.Attributes(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if etag := strings.Trim(a.ETag, `"`); !strings.HasSuffix(etag, "-3") {
-			t.Errorf("ETag %q: want a 3-part multipart upload", a.ETag)
+		// 12 MiB in 5 MiB parts is 3, proof that the stream went up in
+		// parts.
+		if etag := etagOf(ctx, t, s, key); !strings.HasSuffix(etag, "-3") {
+			t.Errorf("ETag %q: want a 3-part multipart upload", etag)
 		}
 		if p := pending(t, s, key); len(p) != 0 {
 			t.Errorf("pending uploads after a completed upload: %v", p)
 		}
 	}
+}
+
+// etagOf returns key's ETag without quotes. S3 ends a multipart object's
+// in -<parts>.
+func etagOf(ctx context.Context, t *testing.T, s *storage.Store, key string) string {
+	t.Helper()
+	a, err := s.Bucket.Attributes(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Trim(a.ETag, `"`)
 }
 
 func testRangeReads(t *testing.T, s *storage.Store) {
@@ -384,32 +396,43 @@ func testDeleteBackup(t *testing.T, s *storage.Store) {
 	}
 }
 
-var errProducer = errors.New("producer failed: disk read error")
+var (
+	errProducer = errors.New("producer failed: disk read error")
+	errBackend  = errors.New("injected: no space left on device")
+)
 
-// producer streams data into pw and ends the pipe with endErr (nil: a clean
-// EOF). With endless set it repeats data until a Write fails (the consumer
-// closed the pipe), as a tar stream of a large database would. It closes
-// wrote once len(data) bytes have been taken by the pipe's reader.
-func producer(pw *io.PipeWriter, data []byte, endErr error, wrote chan<- struct{}, endless bool) {
-	first := true
-	for {
-		for off := 0; off < len(data); off += 64 << 10 {
-			if _, err := pw.Write(data[off:min(off+64<<10, len(data))]); err != nil {
-				if first {
-					close(wrote)
+// produce starts a producer that streams data into pw and ends the pipe
+// with endErr (nil: a clean EOF). With endless set it repeats data until a
+// Write fails (the consumer closed the pipe), as a tar stream of a large
+// database would. wrote is closed once len(data) bytes have been taken by
+// the pipe's reader (or a Write failed before); stopped yields the error of
+// the Write that failed, nil if the producer ended the stream itself.
+func produce(pw *io.PipeWriter, data []byte, endErr error, endless bool) (wrote <-chan struct{}, stopped <-chan error) {
+	w, st := make(chan struct{}), make(chan error, 1)
+	go func() {
+		first := true
+		for {
+			for off := 0; off < len(data); off += 64 << 10 {
+				if _, err := pw.Write(data[off:min(off+64<<10, len(data))]); err != nil {
+					if first {
+						close(w)
+					}
+					st <- err
+					return
 				}
+			}
+			if first {
+				close(w)
+				first = false
+			}
+			if !endless {
+				pw.CloseWithError(endErr)
+				st <- nil
 				return
 			}
 		}
-		if first {
-			close(wrote)
-			first = false
-		}
-		if !endless {
-			pw.CloseWithError(endErr)
-			return
-		}
-	}
+	}()
+	return w, st
 }
 
 // testUploadReaderError: the producer fails mid-stream (CloseWithError).
@@ -424,7 +447,7 @@ func testUploadReaderError(t *testing.T, s *storage.Store) {
 			put(t, s, old, []byte("previous version"))
 			for _, key := range []string{fresh, old} {
 				pr, pw := io.Pipe()
-				go producer(pw, pattern(size, 3), errProducer, make(chan struct{}), false)
+				produce(pw, pattern(size, 3), errProducer, false)
 				err := s.Upload(ctx, key, pr, &blob.WriterOptions{BufferSize: 5 * mib})
 				if !errors.Is(err, errProducer) {
 					t.Fatalf("Upload(%s) = %v, want the producer's error", key, err)
@@ -450,26 +473,45 @@ func testUploadCancel(t *testing.T, s *storage.Store) {
 	key := s.Key("cancel/obj")
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	defer cancel()
-	pr, pw := io.Pipe()
-	wrote := make(chan struct{})
-	go producer(pw, pattern(7*mib, 4), nil, wrote, true)
-	done := make(chan error, 1)
-	go func() { done <- s.Upload(ctx, key, pr, &blob.WriterOptions{BufferSize: 5 * mib}) }()
-	<-wrote
-	if s.Scheme == "s3" {
-		waitPending(t, s, key) // the multipart upload exists: cancel it half-way
-	}
-	cancel()
-	// Upload closes the pipe itself: the endless producer stops.
+	done, stopped := uploadEndless(ctx, t, s, key, 4)
+	cancel() // half-way
 	err := <-done
 	if failure.KindOf(err) != failure.Interrupted || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Upload after cancel = %v (kind %v), want an interrupted failure", err, failure.KindOf(err))
 	}
+	// Upload closes the pipe itself: the endless producer stops.
+	if perr := <-stopped; !errors.Is(perr, context.Canceled) {
+		t.Errorf("the producer's Write failed with %v, want context canceled", perr)
+	}
+	leftNothing(t, s, key)
+}
+
+// uploadEndless starts Store.Upload of an endless stream (5 MiB parts) into
+// key and returns once 7 MiB were taken and, on S3, the multipart upload
+// exists. done yields Upload's result, stopped the error of the producer's
+// last Write.
+func uploadEndless(ctx context.Context, t *testing.T, s *storage.Store, key string, seed uint64) (done, stopped <-chan error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	wrote, stopped := produce(pw, pattern(7*mib, seed), nil, true)
+	d := make(chan error, 1)
+	go func() { d <- s.Upload(ctx, key, pr, &blob.WriterOptions{BufferSize: 5 * mib}) }()
+	<-wrote
+	if s.Scheme == "s3" {
+		waitPending(t, s, key)
+	}
+	return d, stopped
+}
+
+// leftNothing checks that the failed upload of key created no object and
+// left no multipart upload pending.
+func leftNothing(t *testing.T, s *storage.Store, key string) {
+	t.Helper()
 	if exists(t, s, key) {
-		t.Errorf("a cancelled upload created %s", key)
+		t.Errorf("a failed upload created %s", key)
 	}
 	if p := pending(t, s, key); len(p) != 0 {
-		t.Errorf("cancelled upload left multipart uploads pending: %v", p)
+		t.Errorf("a failed upload of %s left multipart uploads pending: %v", key, p)
 	}
 }
 
@@ -484,15 +526,162 @@ func waitPending(t *testing.T, s *storage.Store, key string) {
 	}
 }
 
+// faultyStore returns s with a bucket that fails as f says (off S3 only:
+// faultyblob streams writes, which s3blob's transfer manager does not).
+func faultyStore(s *storage.Store, f *faultyblob.Faults) *storage.Store {
+	return storage.NewStore(faultyblob.New(s.Bucket, f), s.Scheme)
+}
+
+// listedUnder returns the keys listed under prefix: objects, and on a
+// directory bucket the temporary files of unfinished writes too.
+func listedUnder(t *testing.T, s *storage.Store, prefix string) []string {
+	t.Helper()
+	var keys []string
+	for _, o := range list(t, s, prefix, "") {
+		keys = append(keys, o.key)
+	}
+	return keys
+}
+
+// testUploadWriteError: the backend fails a write mid-stream (a full disk, a
+// rejected part). Store.Upload must return the backend's error, create no
+// object, keep an existing one intact, leave no temporary file or multipart
+// upload, and stop the producer with that error.
+func testUploadWriteError(t *testing.T, s *storage.Store) {
+	if s.Scheme == "s3" {
+		testS3PartRejected(t, s)
+		return
+	}
+	for _, tc := range []struct {
+		name  string
+		size  int
+		after int64 // bytes the backend takes before it fails
+	}{
+		{"small", 100 << 10, 10},
+		{"mid-stream", 7 * mib, 1 * mib},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxFor(t)
+			fresh := s.Key("werr/fresh-" + tc.name)
+			old := s.Key("werr/existing-" + tc.name)
+			put(t, s, old, []byte("previous version"))
+			for _, key := range []string{fresh, old} {
+				f := &faultyblob.Faults{}
+				f.FailWrite(1, tc.after, errBackend)
+				pr, pw := io.Pipe()
+				_, stopped := produce(pw, pattern(tc.size, 7), nil, false)
+				err := faultyStore(s, f).Upload(ctx, key, pr, &blob.WriterOptions{BufferSize: 5 * mib})
+				if !errors.Is(err, errBackend) || failure.KindOf(err) != failure.Failed {
+					t.Fatalf("Upload(%s) = %v (kind %v), want the backend's error, failed", key, err, failure.KindOf(err))
+				}
+				if f.Calls(faultyblob.Write) == 0 {
+					t.Fatalf("%s: the backend was never written to", key)
+				}
+				if perr := <-stopped; !errors.Is(perr, errBackend) {
+					t.Errorf("%s: the producer's Write failed with %v, want the backend's error", key, perr)
+				}
+			}
+			if left := listedUnder(t, s, fresh); len(left) != 0 {
+				t.Errorf("a failed upload left %v", left)
+			}
+			if left := listedUnder(t, s, old); !slices.Equal(left, []string{old}) {
+				t.Errorf("a failed upload over %s left %v", old, left)
+			}
+			if got, err := s.Bucket.ReadAll(ctx, old); err != nil || string(got) != "previous version" {
+				t.Errorf("a failed upload changed %s: read %d bytes (%v), want the previous version", old, len(got), err)
+			}
+		})
+	}
+}
+
+// testS3PartRejected is the S3 form of testUploadWriteError: the server
+// rejects the parts after the multipart upload was aborted behind the
+// uploader's back (as a lifecycle rule or a concurrent cleanup does).
+func testS3PartRejected(t *testing.T, s *storage.Store) {
+	ctx := ctxFor(t)
+	key := s.Key("werr/part-rejected")
+	done, stopped := uploadEndless(ctx, t, s, key, 8)
+	if n, err := s.AbortIncompleteUploads(ctx, key); err != nil || n != 1 {
+		t.Fatalf("abort the upload in progress: %d, %v", n, err)
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Upload goes on after its multipart upload was aborted")
+	}
+	if err == nil || failure.KindOf(err) != failure.Failed || errors.Is(err, context.Canceled) {
+		t.Fatalf("Upload = %v (kind %v), want the server's refusal, failed", err, failure.KindOf(err))
+	}
+	if perr := <-stopped; !errors.Is(perr, err) {
+		t.Errorf("the producer's Write failed with %v, want the upload's error", perr)
+	}
+	leftNothing(t, s, key)
+}
+
+// testUploadAbortsEarlierAttempts: an earlier attempt at the same key died
+// and left its multipart upload pending; a failed Upload aborts it with its
+// own (Store.Upload sweeps the exact key after any failure).
+func testUploadAbortsEarlierAttempts(t *testing.T, s *storage.Store) {
+	if s.Scheme != "s3" {
+		t.Skip("only S3 has uploads that outlive the writer")
+	}
+	key := s.Key("sweep/obj")
+	startMultipart(t, s, key)
+	pr, pw := io.Pipe()
+	produce(pw, pattern(100<<10, 9), errProducer, false)
+	if err := s.Upload(ctxFor(t), key, pr, nil); !errors.Is(err, errProducer) {
+		t.Fatalf("Upload = %v, want the producer's error", err)
+	}
+	if p := pending(t, s, key); len(p) != 0 {
+		t.Errorf("uploads of %s left pending after a failed Upload: %v", key, p)
+	}
+}
+
+// testReadPrintsNothing: reading objects, multipart ones included, writes
+// nothing to stderr (which carries only our log lines; the AWS SDK's
+// default logger would warn there about every multipart checksum).
+func testReadPrintsNothing(t *testing.T, s *storage.Store) {
+	ctx := ctxFor(t)
+	key := s.Key("quiet/multipart")
+	data := pattern(12*mib, 10)
+	if err := s.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{BufferSize: 5 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	if etag := etagOf(ctx, t, s, key); s.Scheme == "s3" && !strings.HasSuffix(etag, "-3") {
+		t.Fatalf("ETag %q: the object is not multipart, the test would prove nothing", etag)
+	}
+	var got, part []byte
+	var err, perr error
+	out := CaptureStderr(t, func() {
+		got, err = s.Bucket.ReadAll(ctx, key)
+		var r *blob.Reader
+		if r, perr = s.Bucket.NewRangeReader(ctx, key, 6*mib, 100, nil); perr == nil {
+			part, perr = io.ReadAll(r)
+			r.Close()
+		}
+	})
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(data))
+	}
+	if perr != nil || !bytes.Equal(part, data[6*mib:6*mib+100]) {
+		t.Fatalf("range read %d bytes (%v), want 100 of the object", len(part), perr)
+	}
+	if out != "" {
+		t.Errorf("reading an object printed to stderr: %q", out)
+	}
+}
+
 // testDriverReaderError records what gocloud v0.47.0's Bucket.Upload itself
-// does when its reader fails (the reason Store.Upload exists): s3blob and
-// azureblob abort; fileblob, memblob and gcsblob commit what they read.
+// does when its reader fails (one reason Store.Upload does not use it off
+// S3): s3blob and azureblob abort; fileblob, memblob and gcsblob commit what
+// they read.
 func testDriverReaderError(t *testing.T, s *storage.Store) {
 	ctx := ctxFor(t)
 	key := s.Key("driver/reader-error")
 	data := pattern(100<<10, 5)
 	pr, pw := io.Pipe()
-	go producer(pw, data, errProducer, make(chan struct{}), false)
+	produce(pw, data, errProducer, false)
 	err := s.Bucket.Upload(ctx, key, pr, &blob.WriterOptions{ContentType: "application/octet-stream"})
 	if !errors.Is(err, errProducer) {
 		t.Errorf("Bucket.Upload = %v, want the producer's error", err)
@@ -512,6 +701,37 @@ func testDriverReaderError(t *testing.T, s *storage.Store) {
 	}
 }
 
+// testDriverWriteError records what Bucket.Upload does when the driver's
+// own write fails mid-stream (the other reason Store.Upload does not use it
+// for file, mem and gs): fileblob, memblob and gcsblob close the writer on
+// a live context and commit the bytes taken before the error (fileblob
+// renames its partial temporary file into place); azureblob's UploadStream
+// commits nothing.
+func testDriverWriteError(t *testing.T, s *storage.Store) {
+	if s.Scheme == "s3" {
+		t.Skip("faultyblob cannot wrap s3blob; testS3PartRejected covers S3")
+	}
+	ctx := ctxFor(t)
+	key := s.Key("driver/write-error")
+	data := pattern(200<<10, 11)
+	f := &faultyblob.Faults{}
+	f.FailWrite(1, 100<<10, errBackend)
+	err := faultyStore(s, f).Bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/octet-stream"})
+	if !errors.Is(err, errBackend) {
+		t.Errorf("Bucket.Upload = %v, want the backend's error", err)
+	}
+	commits := s.Scheme != "azblob"
+	got, rerr := s.Bucket.ReadAll(ctx, key)
+	switch {
+	case commits && (rerr != nil || !bytes.Equal(got, data[:100<<10])):
+		t.Errorf("%s: expected Bucket.Upload to commit the %d bytes taken before the write error (its known behaviour); got %d bytes, %v", s.Scheme, 100<<10, len(got), rerr)
+	case !commits && gcerrors.Code(rerr) != gcerrors.NotFound:
+		t.Errorf("%s: expected no object after a write error; ReadAll = %d bytes, %v", s.Scheme, len(got), rerr)
+	default:
+		t.Logf("%s: Bucket.Upload after the driver's write error commits the partial object: %v", s.Scheme, commits)
+	}
+}
+
 // testDriverCancel records what cancelling the context of a plain
 // Bucket.Upload does: no object anywhere, but on S3 the multipart upload is
 // left pending (the abort is sent on the dead context), and
@@ -521,10 +741,9 @@ func testDriverCancel(t *testing.T, s *storage.Store) {
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	defer cancel()
 	pr, pw := io.Pipe()
-	wrote := make(chan struct{})
 	// The transfer manager's default threshold is 16 MiB: write more so
 	// the multipart upload has begun.
-	go producer(pw, pattern(17*mib, 6), nil, wrote, true)
+	wrote, _ := produce(pw, pattern(17*mib, 6), nil, true)
 	done := make(chan error, 1)
 	go func() {
 		done <- s.Bucket.Upload(ctx, key, pr, &blob.WriterOptions{ContentType: "application/octet-stream", BufferSize: 5 * mib})
