@@ -268,3 +268,30 @@ func TestBackupPreconditions(t *testing.T) {
 		t.Errorf("--json error output: %v %+v\n%s", err, e, r)
 	}
 }
+
+// TestUnreadableFileBucket: a file:// bucket the user may not read is an
+// error (exit 3), never an empty listing.
+func TestUnreadableFileBucket(t *testing.T) {
+	if !pgtest.RunningAsRoot() {
+		t.Skip("needs root to run the binary as another user")
+	}
+	dir := t.TempDir() // 0700, owned by root
+	if err := os.MkdirAll(filepath.Join(dir, "backups", "20260101T000000Z"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "backups", "20260101T000000Z", "manifest.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := pgtest.ServerCommand(binary, "list", "--bucket", "file://"+dir)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(interface{ ExitCode() int }); ok {
+		r.code = ee.ExitCode()
+	}
+	assertOneLineError(t, r, 3, "permission denied")
+}

@@ -11,8 +11,10 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -93,8 +95,52 @@ func NewBackupID(t time.Time) string { return t.UTC().Format(idLayout) }
 // CheckAccess checks that the bucket exists and that we may list it (under
 // our prefix). It returns a classified error otherwise.
 func (s *Store) CheckAccess(ctx context.Context) error {
+	if err := s.checkFileDirs(); err != nil {
+		return err
+	}
 	if _, _, err := s.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: s.Prefix}); err != nil {
 		return s.Classify(err, "access "+s.Display)
+	}
+	return nil
+}
+
+// checkFileDirs makes sure a file:// bucket's backup directories are
+// readable: fileblob's listing silently skips directories it cannot read,
+// which would turn "permission denied" into "no backups".
+func (s *Store) checkFileDirs() error {
+	if s.fileDir == "" {
+		return nil
+	}
+	denied := func(dir string, err error) error {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return failure.Wrap(failure.Precondition, fmt.Errorf("cannot read bucket directory %s: %w", dir, err),
+			"run as a user who may read it (file buckets are created with mode 0700 for their creator)")
+	}
+	base := filepath.Join(s.fileDir, filepath.FromSlash(s.Key(backupsDir)))
+	ents, err := os.ReadDir(base)
+	switch {
+	case os.IsNotExist(err):
+		f, err := os.Open(s.fileDir)
+		if err != nil {
+			return denied(s.fileDir, err)
+		}
+		return f.Close()
+	case err != nil:
+		return denied(base, err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		f, err := os.Open(dir)
+		if err != nil {
+			return denied(dir, err)
+		}
+		f.Close()
 	}
 	return nil
 }
@@ -112,6 +158,9 @@ type BackupRef struct {
 // It makes one flat listing of backups/, so it costs one request per 1000
 // objects whatever the number of backups.
 func (s *Store) ListBackups(ctx context.Context) ([]BackupRef, error) {
+	if err := s.checkFileDirs(); err != nil {
+		return nil, err
+	}
 	base := s.Key(backupsDir)
 	refs := map[string]*BackupRef{}
 	it := s.Bucket.List(&blob.ListOptions{Prefix: base})
