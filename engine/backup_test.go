@@ -371,3 +371,46 @@ func assertEmptyBucket(t *testing.T, b *blob.Bucket) {
 		t.Errorf("object left behind by a failed backup: %s", obj.Key)
 	}
 }
+
+// TestBackupRollsOverAndThrottles: with a backend that allows few parts per
+// object, an archive continues in further part objects, each within the
+// limit; and --max-rate holds the copy to the given rate.
+func TestBackupRollsOverAndThrottles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgtest.New(t, pgtest.Options{})
+	c.Pgbench(1)
+	store := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	// 4 parts of 5 MiB: an object may hold about 19 MB of raw tar.
+	store.Limits = storage.Limits{MaxParts: 4, MinPartSize: 5 << 20, MaxPartSize: 5 << 20}
+	opts := backupOptions(t, c)
+	opts.Jobs = 1
+	const rate = 8 << 20
+	opts.MaxRate = rate
+	up := newUploader(store, opts.Codec)
+	limit := up.MaxRawBytes(1)
+	began := time.Now()
+	m, err := Backup(context.Background(), store, up, opts)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	elapsed := time.Since(began)
+	base := m.Tablespaces[0]
+	if len(base.Objects) < 3 { // at least two rolled parts plus the final one
+		t.Fatalf("base archive in %d objects; %d bytes with a limit of %d per object should roll over", len(base.Objects), base.Size, limit)
+	}
+	for _, o := range base.Objects {
+		if o.RawSize > limit {
+			t.Errorf("%s holds %d raw bytes, over the %d limit", o.Key, o.RawSize, limit)
+		}
+	}
+	// Every part is a complete tar stream and together they hold the cluster.
+	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
+	if _, ok := members["base/global/pg_control"]; !ok {
+		t.Error("pg_control missing from the rolled-over archive")
+	}
+	if min := time.Duration(float64(m.TotalSize()) / rate * 0.8 * float64(time.Second)); elapsed < min {
+		t.Errorf("%d bytes at --max-rate %d B/s took %v, less than %v", m.TotalSize(), rate, elapsed, min)
+	}
+}

@@ -139,7 +139,7 @@ func TestRestoreStartsAndVerifies(t *testing.T) {
 
 func TestRestoreRefusesNonEmptyTarget(t *testing.T) {
 	b := takeBackup(t, false)
-	target := t.TempDir()
+	target := pgtest.TempDir(t, "target-")
 	keep := filepath.Join(target, "precious")
 	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,12 +162,33 @@ func TestRestoreRefusesNonEmptyTarget(t *testing.T) {
 	if failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), "postmaster.pid") {
 		t.Fatalf("overwrite of a running cluster: %v", err)
 	}
-	// --overwrite of an ordinary non-empty directory works.
-	if _, err := Restore(context.Background(), b.store, b.m, Options{Target: target, TablespaceMap: tsMap, Overwrite: true}); err != nil {
+	// --overwrite of an ordinary non-empty directory works; standby
+	// settings are written as asked.
+	res, err := Restore(context.Background(), b.store, b.m, Options{Target: target, TablespaceMap: tsMap, Overwrite: true,
+		Standby: true, RestoreCommand: "cp '/archive/%f' %p"})
+	if err != nil {
 		t.Fatalf("restore --overwrite: %v", err)
 	}
 	if _, err := os.Stat(keep); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("--overwrite kept an old file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "standby.signal")); err != nil || res.Signal != "standby.signal" {
+		t.Errorf("standby.signal: %v (result %q)", err, res.Signal)
+	}
+	if _, err := os.Stat(filepath.Join(target, "recovery.signal")); err == nil {
+		t.Error("recovery.signal written for a standby")
+	}
+	conf, err := os.ReadFile(filepath.Join(target, "postgresql.auto.conf"))
+	if err != nil || !strings.Contains(string(conf), "restore_command = 'cp ''/archive/%f'' %p'") {
+		t.Errorf("postgresql.auto.conf lacks the restore_command (quotes doubled): %v\n%s", err, conf)
+	}
+	// PostgreSQL parses what we wrote.
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, target)
+	}
+	out, err := pgtest.ServerCommand(filepath.Join(b.c.BinDir, "postgres"), "-C", "restore_command", "-D", target).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "cp '/archive/%f' %p" {
+		t.Errorf("postgres -C restore_command: %v %q", err, out)
 	}
 }
 

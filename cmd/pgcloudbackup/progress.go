@@ -34,14 +34,15 @@ func startProgress(g *globalOptions, p *progress.Counter) (stop func()) {
 			case <-done:
 				if tty {
 					fmt.Fprint(g.stderr, "\r"+progressLine(p, start)+"\n")
+				} else {
+					logProgress(g, p)
 				}
 				return
 			case <-t.C:
 				if tty {
 					fmt.Fprint(g.stderr, "\r"+progressLine(p, start))
 				} else {
-					d, total, phase := p.Snapshot()
-					g.logger.Info("progress", "phase", phase, "done", d, "total", total, "percent", percent(d, total))
+					logProgress(g, p)
 				}
 			}
 		}
@@ -50,6 +51,11 @@ func startProgress(g *globalOptions, p *progress.Counter) (stop func()) {
 		close(done)
 		<-finished
 	}
+}
+
+func logProgress(g *globalOptions, p *progress.Counter) {
+	d, total, phase := p.Snapshot()
+	g.logger.Info("progress", "phase", phase, "done", d, "total", total, "percent", percent(d, total))
 }
 
 func percent(done, total int64) int {
