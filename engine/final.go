@@ -106,12 +106,7 @@ func (r *backupRun) addWAL(ctx context.Context, w *worker, pw *partWriter, pgdat
 		if err != nil {
 			return err
 		}
-		e := fileEntry("pg_wal/"+name, st)
-		e.src = src
-		if err := w.put(ctx, pw, e, false); err != nil {
-			return err
-		}
-		if err := w.putBytes(ctx, pw, injected("pg_wal/archive_status/"+name+".done", 0o600), nil, false); err != nil {
+		if err := putWALFile(ctx, w, pw, src, name, st, injected); err != nil {
 			return err
 		}
 		seg++
@@ -137,15 +132,23 @@ func (r *backupRun) addWAL(ctx context.Context, w *worker, pw *partWriter, pgdat
 		if err != nil {
 			return fmt.Errorf("stat %s: %w", src, err)
 		}
-		e := fileEntry("pg_wal/"+name, st)
-		e.src = src
-		if err := w.put(ctx, pw, e, false); err != nil {
-			return err
-		}
-		if err := w.putBytes(ctx, pw, injected("pg_wal/archive_status/"+name+".done", 0o600), nil, false); err != nil {
+		if err := putWALFile(ctx, w, pw, src, name, st, injected); err != nil {
 			return err
 		}
 	}
 	r.logger.Info("WAL included", "segments", len(rng.Names(info.WALSegmentSize)), "history_files", len(history))
 	return nil
+}
+
+// putWALFile copies a WAL file into pg_wal and marks it archived
+// (archive_status/<name>.done), as basebackup.c does: otherwise a restored
+// server, once promoted, would archive it again.
+func putWALFile(ctx context.Context, w *worker, pw *partWriter, src, name string, st fs.FileInfo,
+	injected func(string, fs.FileMode) *entry) error {
+	e := fileEntry("pg_wal/"+name, st)
+	e.src = src
+	if err := w.put(ctx, pw, e, false); err != nil {
+		return err
+	}
+	return w.putBytes(ctx, pw, injected("pg_wal/archive_status/"+name+".done", 0o600), nil, false)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/hashio"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -48,20 +49,6 @@ type reader struct {
 	crc      hash.Hash32
 }
 
-// countingHasher hashes and counts what passes through it.
-type countingHasher struct {
-	r io.Reader
-	h hash.Hash
-	n int64
-}
-
-func (c *countingHasher) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
-}
-
 // read streams one object: download (read ahead), SHA-256 and size against
 // manifest.json, decompress, and every member to the sink and against
 // backup_manifest. Errors name the object.
@@ -78,7 +65,7 @@ func (rd *reader) read(ctx context.Context, p part) error {
 	defer br.Close()
 	ra := newReadahead(br, 4, 1<<20)
 	defer ra.Close()
-	raw := &countingHasher{r: ra, h: sha256.New()}
+	raw := &hashio.Reader{R: ra, H: sha256.New()}
 	c, err := codec.ForKey(p.obj.Key)
 	if err != nil {
 		return fmt.Errorf("object %s: %w", key, err)
@@ -106,10 +93,10 @@ func (rd *reader) read(ctx context.Context, p part) error {
 	if _, err := io.Copy(io.Discard, raw); err != nil {
 		return damaged(key, err)
 	}
-	if raw.n != p.obj.Size {
-		return damaged(key, fmt.Errorf("%d bytes stored, manifest.json says %d", raw.n, p.obj.Size))
+	if raw.N != p.obj.Size {
+		return damaged(key, fmt.Errorf("%d bytes stored, manifest.json says %d", raw.N, p.obj.Size))
 	}
-	if got := hex.EncodeToString(raw.h.Sum(nil)); got != p.obj.SHA256 {
+	if got := hex.EncodeToString(raw.H.Sum(nil)); got != p.obj.SHA256 {
 		return damaged(key, fmt.Errorf("SHA-256 %s, manifest.json says %s", got, p.obj.SHA256))
 	}
 	return nil
@@ -157,31 +144,18 @@ func (rd *reader) members(ctx context.Context, p part, tr *tar.Reader) error {
 
 func (rd *reader) file(p part, name string, h *tar.Header, tr io.Reader) error {
 	rd.crc.Reset()
-	cr := &crcCounter{r: tr, h: rd.crc}
+	cr := &hashio.Reader{R: tr, H: rd.crc}
 	if err := p.sink.file(name, h, cr); err != nil {
 		return err
 	}
-	if cr.n != h.Size {
-		return fmt.Errorf("member %s: %d of %d bytes", name, cr.n, h.Size)
+	if cr.N != h.Size {
+		return fmt.Errorf("member %s: %d of %d bytes", name, cr.N, h.Size)
 	}
-	rd.progress.Add(cr.n)
-	if err := rd.index.check(p.prefix+name, cr.n, rd.crc.Sum32()); err != nil {
+	rd.progress.Add(cr.N)
+	if err := rd.index.check(p.prefix+name, cr.N, rd.crc.Sum32()); err != nil {
 		return failure.Wrap(failure.Failed, fmt.Errorf("object %s: %w", p.key, err), "")
 	}
 	return nil
-}
-
-type crcCounter struct {
-	r io.Reader
-	h hash.Hash32
-	n int64
-}
-
-func (c *crcCounter) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
 }
 
 // memberName validates an archive member name: relative, clean, inside the

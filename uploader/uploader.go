@@ -42,7 +42,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"math"
@@ -54,6 +53,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/hashio"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -266,7 +266,7 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 		return nil, fmt.Errorf("upload %s: %w", key, err)
 	}
 	ob.cw = cw
-	ob.hr = hashingReader{r: ob.pr, h: sha256.New()}
+	ob.hr = hashio.Reader{R: ob.pr, H: sha256.New()}
 	ob.ctx, ob.cancel = context.WithCancelCause(ctx)
 	// A cancelled context (hard shutdown) must also end a stream that is
 	// waiting for the caller's next Write: pipe reads do not watch contexts.
@@ -322,7 +322,7 @@ type Object struct {
 
 	pr *io.PipeReader
 	pw *io.PipeWriter
-	hr hashingReader
+	hr hashio.Reader // the bucket's view of the pipe: hashes and counts exactly the bytes handed to the backend
 
 	done  chan struct{} // closed when the upload goroutine has finished
 	upErr error         // the upload's outcome, valid after done
@@ -335,21 +335,6 @@ const (
 	closed
 	failed
 )
-
-// hashingReader is the bucket's view of the pipe: it hashes and counts
-// exactly the bytes handed to the backend.
-type hashingReader struct {
-	r *io.PipeReader
-	h hash.Hash
-	n int64
-}
-
-func (h *hashingReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
-	h.n += int64(n)
-	return n, err
-}
 
 // Write compresses p into the object. An error means the upload failed; the
 // caller should Abort (Close would report the same error).
@@ -411,9 +396,9 @@ func (o *Object) Close() (Result, error) {
 	o.committed.Store(true)
 	o.result = Result{
 		Key:     o.key,
-		Size:    o.hr.n,
+		Size:    o.hr.N,
 		RawSize: o.written.Load(),
-		SHA256:  hex.EncodeToString(o.hr.h.Sum(nil)),
+		SHA256:  hex.EncodeToString(o.hr.H.Sum(nil)),
 	}
 	o.u.log.Debug("upload done", "key", o.key, "raw", o.result.RawSize, "stored", o.result.Size)
 	return o.result, nil

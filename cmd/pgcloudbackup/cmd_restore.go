@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgcloudbackup/pgcloudbackup/catalog"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/restore"
 )
@@ -91,15 +90,11 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if err != nil {
 		return err
 	}
-	store, err := g.openStore(ctx)
+	store, e, err := findBackup(ctx, g, ref)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	e, err := catalog.Find(ctx, store, ref)
-	if err != nil {
-		return err
-	}
 	m := e.Manifest
 	counter := &progress.Counter{}
 	stop := func() {}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgcloudbackup/pgcloudbackup/catalog"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/restore"
 )
@@ -37,15 +36,11 @@ object is reported by name; the exit code is 1 when anything is wrong.`,
 }
 
 func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, showProgress bool) error {
-	store, err := g.openStore(ctx)
+	store, e, err := findBackup(ctx, g, ref)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	e, err := catalog.Find(ctx, store, ref)
-	if err != nil {
-		return err
-	}
 	counter := &progress.Counter{}
 	stop := func() {}
 	if showProgress {
