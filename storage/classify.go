@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	"gocloud.dev/gcerrors"
@@ -98,8 +100,7 @@ func classify(err error, what string, tg target) error {
 	}
 
 	// TLS: the most common local mistake with MinIO and private CAs.
-	var unknownCA x509.UnknownAuthorityError
-	if errors.As(err, &unknownCA) || strings.Contains(err.Error(), "certificate signed by unknown authority") {
+	if isUnknownAuthority(err) {
 		hint := "set SSL_CERT_FILE=/path/ca.crt to the CA that signed the server certificate"
 		if scheme == "s3" || scheme == "" {
 			hint = "set AWS_CA_BUNDLE=/path/ca.crt to the CA that signed the server certificate"
@@ -140,7 +141,58 @@ func classify(err error, what string, tg target) error {
 		gcerrors.Code(err) == gcerrors.NotFound {
 		return mk(failure.Precondition, "", "not found (%s)", short(err))
 	}
+	if msg := describeS3Error(err); msg != "" {
+		return mk(failure.Failed, "", "%s", msg)
+	}
 	return mk(failure.Failed, "", "%s", short(err))
+}
+
+// describeS3Error renders an S3 service error without the SDK's noise
+// (upload ids, request ids, nested "operation error" text): which call
+// failed, after how many attempts, and what the service said.
+func describeS3Error(err error) string {
+	var oe *smithy.OperationError
+	if !errors.As(err, &oe) {
+		return ""
+	}
+	msg := "S3 " + oe.Operation() + " failed"
+	var me *retry.MaxAttemptsError
+	if errors.As(err, &me) {
+		msg += fmt.Sprintf(" after %d attempts", me.Attempt)
+	}
+	code, status := serviceCode(err)
+	var ae smithy.APIError
+	switch {
+	case errors.As(err, &ae) && status != 0:
+		msg += fmt.Sprintf(": HTTP %d %s: %s", status, ae.ErrorCode(), ae.ErrorMessage())
+	case status != 0:
+		msg += fmt.Sprintf(": HTTP %d %s", status, code)
+	default:
+		// No answer: say what happened to the connection, not the URL
+		// with its upload id.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			msg += ": request failed: " + firstLine(ue.Err.Error())
+		} else {
+			msg += ": " + firstLine(oe.Err.Error())
+		}
+	}
+	return strings.TrimRight(msg, ": ")
+}
+
+// isUnknownAuthority: the server certificate is signed by a CA we do not
+// trust.
+func isUnknownAuthority(err error) bool {
+	var unknownCA x509.UnknownAuthorityError
+	return errors.As(err, &unknownCA) || strings.Contains(err.Error(), "certificate signed by unknown authority")
+}
+
+// isCertificateError: any verification failure of the server certificate.
+func isCertificateError(err error) bool {
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	var verifyErr *tls.CertificateVerificationError
+	return isUnknownAuthority(err) || errors.As(err, &hostErr) || errors.As(err, &invalidCert) || errors.As(err, &verifyErr)
 }
 
 func orServer(endpoint string) string {

@@ -236,6 +236,16 @@ func (r *loggingRetryer) GetAttemptToken(ctx context.Context) (func(error) error
 	return r.RetryerV2.GetAttemptToken(ctx)
 }
 
+// IsErrorRetryable refuses to retry certificate errors: a server
+// certificate the client does not trust will not become trusted in a few
+// seconds, and the user should get the hint (AWS_CA_BUNDLE) at once.
+func (r *loggingRetryer) IsErrorRetryable(err error) bool {
+	if isCertificateError(err) {
+		return false
+	}
+	return r.RetryerV2.IsErrorRetryable(err)
+}
+
 func (r *loggingRetryer) GetRetryToken(ctx context.Context, opErr error) (func(error) error, error) {
 	attempt := int32(0)
 	if n, ok := ctx.Value(attemptsKey{}).(*atomic.Int32); ok {
