@@ -414,3 +414,59 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 		t.Errorf("%d bytes at --max-rate %d B/s took %v, less than %v", m.TotalSize(), rate, elapsed, min)
 	}
 }
+
+// TestBackupTablespaceInsideDataDir: a tablespace located inside the data
+// directory is archived once, as its own archive (its directory stays in
+// base, empty); an in-place tablespace (a directory in pg_tblspc) stays in
+// base. Both restore as tablespaces.
+func TestBackupTablespaceInsideDataDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgtest.New(t, pgtest.Options{})
+	inside := filepath.Join(c.DataDir, "inside_ts")
+	if err := os.Mkdir(inside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, inside)
+	}
+	c.Exec("postgres", fmt.Sprintf(`CREATE TABLESPACE inside LOCATION '%s'`, inside))
+	c.Exec("postgres", `CREATE TABLESPACE inplace LOCATION ''`)
+	c.Exec("postgres", `CREATE TABLE t_inside TABLESPACE inside AS SELECT g FROM generate_series(1, 10000) g;
+		CREATE TABLE t_inplace TABLESPACE inplace AS SELECT g FROM generate_series(1, 10000) g;
+		CHECKPOINT`)
+	insideOID := c.QueryString("postgres", "SELECT oid::text FROM pg_tablespace WHERE spcname = 'inside'")
+	inplaceOID := c.QueryString("postgres", "SELECT oid::text FROM pg_tablespace WHERE spcname = 'inplace'")
+	insidePath := c.RelationPath("postgres", "t_inside")   // pg_tblspc/<oid>/PG_*/5/<rel>
+	inplacePath := c.RelationPath("postgres", "t_inplace") // pg_tblspc/<oid>/PG_*/5/<rel>
+
+	store := memStore(t)
+	opts := backupOptions(t, c)
+	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if len(m.Tablespaces) != 2 || fmt.Sprint(m.Tablespaces[1].OID) != insideOID {
+		t.Fatalf("archives %+v: want base and tablespace %s only (the in-place one stays in base)", m.Tablespaces, insideOID)
+	}
+	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
+	rel := strings.TrimPrefix(insidePath, "pg_tblspc/"+insideOID+"/")
+	if _, ok := members[insideOID+"/"+rel]; !ok {
+		t.Errorf("tablespace archive lacks %s", rel)
+	}
+	if _, ok := members["base/inside_ts"]; !ok {
+		t.Error("the tablespace's directory inside the data directory is not kept in base")
+	}
+	for name := range members {
+		if strings.HasPrefix(name, "base/inside_ts/") {
+			t.Errorf("tablespace inside the data directory archived twice: %s", name)
+		}
+	}
+	if mem, ok := members["base/"+inplacePath]; !ok || mem.hdr.Size == 0 {
+		t.Errorf("in-place tablespace file %s missing from base", inplacePath)
+	}
+	if _, ok := members["base/pg_tblspc/"+inplaceOID]; !ok {
+		t.Errorf("in-place tablespace directory missing from base")
+	}
+}
