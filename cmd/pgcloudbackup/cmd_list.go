@@ -175,7 +175,7 @@ func printBackupTable(w io.Writer, entries []*catalog.Entry) {
 			} else if m.ChecksumFailuresTotal > 0 {
 				failures = fmt.Sprint(m.ChecksumFailuresTotal)
 			}
-			row = []string{e.ID, formatTime(e.Time()), oneLine(m.Label), m.PGVersion, humanBytes(m.TotalSize()),
+			row = []string{e.ID, formatTime(e.Time()), oneLine(m.Label), shortVersion(m.PGVersion), humanBytes(m.TotalSize()),
 				humanBytes(e.Bytes), m.StartLSN.String(), m.StopLSN.String(), yesNo(m.WALIncluded), failures}
 		}
 		if notes {
@@ -217,4 +217,11 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// shortVersion drops a packager's suffix ("15.18 (Debian 15.18-0+deb12u1)")
+// for the table; --json and show keep the whole string.
+func shortVersion(v string) string {
+	short, _, _ := strings.Cut(v, " ")
+	return short
 }
