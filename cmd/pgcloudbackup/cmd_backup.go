@@ -94,6 +94,9 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		Concurrency: f.uploadConcurrency,
 		Logger:      g.logger,
 	})
+	if err := up.Validate(); err != nil {
+		return err
+	}
 
 	progress := &engine.Progress{}
 	stopProgress := func() {}
