@@ -587,13 +587,14 @@ func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata 
 	return archives, skip, nil
 }
 
-// cleanup removes what a failed backup uploaded. It runs on a fresh context:
-// the one given to Backup may be the reason we are here.
+// cleanup removes what a failed backup uploaded. It runs on the upload
+// context, not the one given to Backup (which may be why we are here): a
+// first signal still cleans up, a second (hard stop) does not wait for it.
 func (r *backupRun) cleanup(cause error) {
 	if r.pgmObj != nil {
 		r.pgmObj.Abort(cause)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.uploadCtx), time.Minute)
+	ctx, cancel := context.WithTimeout(r.uploadCtx, time.Minute)
 	defer cancel()
 	if err := r.store.DeleteBackup(ctx, r.id); err != nil {
 		r.logger.Warn("could not remove the objects of the failed backup; `pgcloudbackup delete` removes leftovers", "error", err)
