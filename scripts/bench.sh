@@ -26,6 +26,8 @@
 # BENCH_SCALE, BENCH_NOISE_ROWS, BENCH_REPEAT, PG_BINDIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 ROOT=$PWD
 BIN="${PGCLOUDBACKUP_BIN:-$ROOT/bin/pgcloudbackup}"
 BENCH="${BENCH_DIR:-$ROOT/.tools/bench}"
@@ -40,24 +42,11 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 [[ -x "$BIN" ]] || die "$BIN not found: run make build (or set PGCLOUDBACKUP_BIN)"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found: apt-get install time"
-PGBIN="${PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)}"
+PGBIN="${PG_BINDIR:-$(pg_bindir)}"
 [[ -x "$PGBIN/initdb" ]] || die "PostgreSQL server binaries not found: run make deps (or set PG_BINDIR)"
 MINIO="${PGCLOUDBACKUP_TOOLS:-$ROOT/.tools}/bin/minio"
 [[ -x "$MINIO" ]] || die "$MINIO not found: run scripts/install-test-services.sh"
 
-# PostgreSQL refuses to run as root: as root, the server runs as postgres.
-as_pg() {
-	if [[ $(id -u) -eq 0 ]]; then
-		setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
-	else
-		"$@"
-	fi
-}
-free_port() {
-	local p=$1
-	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-	echo "$p"
-}
 
 MINIO_PID=
 cleanup() {

@@ -5,17 +5,13 @@
 # account and no existing database needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 BIN="$PWD/bin/pgcloudbackup"
 DEMO="${DEMO_DIR:-${TMPDIR:-/tmp}/pgcloudbackup-demo}"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-pg_bindir() {
-	local d
-	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-	if [[ -z "$d" ]] && command -v pg_config >/dev/null; then d=$(pg_config --bindir); fi
-	echo "$d"
-}
 PGBIN=$(pg_bindir)
 if [[ -z "$PGBIN" || ! -x "$PGBIN/initdb" ]]; then
 	say "PostgreSQL server binaries not found: installing postgresql with apt"
@@ -24,21 +20,6 @@ if [[ -z "$PGBIN" || ! -x "$PGBIN/initdb" ]]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 	PGBIN=$(pg_bindir)
 fi
-
-# PostgreSQL refuses to run as root: as root, the servers run as postgres.
-as_pg() {
-	if [[ $(id -u) -eq 0 ]]; then
-		setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
-	else
-		"$@"
-	fi
-}
-
-free_port() {
-	local p=$1
-	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-	echo "$p"
-}
 
 stop_servers() {
 	for d in "$DEMO/data" "$DEMO/restored"; do
