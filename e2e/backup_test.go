@@ -257,6 +257,17 @@ func TestBackupPreconditions(t *testing.T) {
 			assertOneLineError(t, cli(t, tc.env, tc.args...), tc.code, tc.contains)
 		})
 	}
+	// A password never shows, whatever fails.
+	for _, dsn := range []string{
+		fmt.Sprintf("host=127.0.0.1 port=%d user=postgres password=SECRETPW1", pgtest.FreePort(t)),
+		fmt.Sprintf("postgres://postgres:SECRETPW1@127.0.0.1:%d/postgres", pgtest.FreePort(t)),
+		"host=127.0.0.1 port= password=SECRETPW1 bogus",
+	} {
+		r := cli(t, nil, "backup", "--bucket", bucket, "--dsn", dsn, "--json", "-v")
+		if r.code == 0 || strings.Contains(r.stdout+r.stderr, "SECRETPW1") {
+			t.Errorf("--dsn %q: exit %d, password printed?\n%s", dsn, r.code, r)
+		}
+	}
 	// --json: scripts get the error as JSON on stdout too.
 	r := cli(t, minimal.Env(), "backup", "--bucket", bucket, "--json")
 	var e struct {

@@ -31,7 +31,21 @@ func TestRestoreFromMinIO(t *testing.T) {
 	env := append(append([]string{}, c.Env()...), m.Env()...)
 	env = append(env, "PGCLOUDBACKUP_BUCKET="+m.BucketURL("restore-e2e", "prod/cluster1"))
 
-	r := cli(t, env, "backup", "--wal", "--fast", "--json")
+	// No credential ever appears in any output of any command below.
+	var outputs []result
+	defer func() {
+		for _, r := range outputs {
+			if strings.Contains(r.stdout+r.stderr, m.SecretKey) {
+				t.Errorf("the secret key was printed:\n%s", r)
+			}
+		}
+	}()
+	cli := func(t *testing.T, env []string, args ...string) result {
+		r := cli(t, env, args...)
+		outputs = append(outputs, r)
+		return r
+	}
+	r := cli(t, env, "backup", "--wal", "--fast", "--json", "-v")
 	if r.code != 0 {
 		t.Fatalf("backup: %s", r)
 	}
