@@ -27,6 +27,9 @@ type Codec interface {
 	Name() string
 	// Ext is the suffix added to object keys: "", ".zst", ".lz4", ".gz".
 	Ext() string
+	// ContentType is the MIME type of its output ("" for none: the type
+	// is the content's own, which only the caller knows).
+	ContentType() string
 	// NewWriter compresses into w.
 	NewWriter(w io.Writer) (io.WriteCloser, error)
 	// NewReader decompresses from r.

@@ -28,6 +28,8 @@ type noneCodec struct{}
 func (noneCodec) Name() string { return "none" }
 func (noneCodec) Ext() string  { return "" }
 
+func (noneCodec) ContentType() string { return "" }
+
 func (noneCodec) NewWriter(w io.Writer) (io.WriteCloser, error) { return nopWriteCloser{w}, nil }
 func (noneCodec) NewReader(r io.Reader) (io.ReadCloser, error)  { return io.NopCloser(r), nil }
 
@@ -52,6 +54,8 @@ type zstdCodec struct{}
 
 func (zstdCodec) Name() string { return "zstd" }
 func (zstdCodec) Ext() string  { return ".zst" }
+
+func (zstdCodec) ContentType() string { return "application/zstd" }
 
 func (zstdCodec) NewWriter(w io.Writer) (io.WriteCloser, error) {
 	enc, _ := zstdEncoders.Get().(*zstd.Encoder)
@@ -159,6 +163,8 @@ type lz4Codec struct{}
 func (lz4Codec) Name() string { return "lz4" }
 func (lz4Codec) Ext() string  { return ".lz4" }
 
+func (lz4Codec) ContentType() string { return "application/x-lz4" }
+
 func (lz4Codec) NewWriter(w io.Writer) (io.WriteCloser, error) {
 	zw, _ := lz4Writers.Get().(*lz4.Writer)
 	if zw == nil {
@@ -232,6 +238,8 @@ type gzipCodec struct{}
 
 func (gzipCodec) Name() string { return "gzip" }
 func (gzipCodec) Ext() string  { return ".gz" }
+
+func (gzipCodec) ContentType() string { return "application/gzip" }
 
 func (gzipCodec) NewWriter(w io.Writer) (io.WriteCloser, error) {
 	zw, _ := gzipWriters.Get().(*gzip.Writer)

@@ -296,13 +296,6 @@ func TestUnreadableFileBucket(t *testing.T) {
 	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := pgtest.ServerCommand(binary, "list", "--bucket", "file://"+dir)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(interface{ ExitCode() int }); ok {
-		r.code = ee.ExitCode()
-	}
+	r := runCmd(t, pgtest.ServerCommand(binary, "list", "--bucket", "file://"+dir))
 	assertOneLineError(t, r, 3, "permission denied")
 }

@@ -58,6 +58,12 @@ func cli(t *testing.T, env []string, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(cleanEnv(), env...)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs a prepared command of the binary and returns what it did.
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -65,7 +71,7 @@ func cli(t *testing.T, env []string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("run %s: %v", binary, err)
+		t.Fatalf("run %s: %v", cmd.Path, err)
 	}
 	return r
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,21 +70,20 @@ func (a *archive) manifestEntry(backupDir string) manifest.Tablespace {
 	sort.Slice(objs, func(i, j int) bool { return objs[i].no < objs[j].no })
 	ts := manifest.Tablespace{OID: a.oid, Name: a.spcName, Location: a.location, Size: a.size, Files: a.files}
 	for _, o := range objs {
-		ts.Objects = append(ts.Objects, manifest.Object{
-			Key:     relativeKey(o.result.Key, backupDir),
-			Size:    o.result.Size,
-			RawSize: o.result.RawSize,
-			SHA256:  o.result.SHA256,
-		})
+		ts.Objects = append(ts.Objects, manifestObject(o.result, backupDir))
 	}
 	return ts
 }
 
-func relativeKey(key, dir string) string {
-	if len(key) > len(dir) && key[:len(dir)] == dir {
-		return key[len(dir):]
+// manifestObject describes an uploaded object for manifest.json, its key
+// relative to the backup's directory.
+func manifestObject(r uploader.Result, backupDir string) manifest.Object {
+	return manifest.Object{
+		Key:     strings.TrimPrefix(r.Key, backupDir),
+		Size:    r.Size,
+		RawSize: r.RawSize,
+		SHA256:  r.SHA256,
 	}
-	return key
 }
 
 // partWriter writes tar members into one part object and rolls over into a

@@ -193,7 +193,7 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 		id:              id,
 		uploadCtx:       opts.UploadContext,
 		ext:             opts.Codec.Ext(),
-		contentType:     contentType(opts.Codec.Name()),
+		contentType:     archiveContentType(opts.Codec),
 		verifyChecksums: s.info.DataChecksums && !opts.NoVerifyChecksums,
 		progress:        opts.Progress,
 	}
@@ -251,17 +251,13 @@ func newBackupID(ctx context.Context, store *storage.Store, now time.Time) (stri
 	return "", fmt.Errorf("no free backup ID near %s", base)
 }
 
-func contentType(codecName string) string {
-	switch codecName {
-	case "zstd":
-		return "application/zstd"
-	case "lz4":
-		return "application/x-lz4"
-	case "gzip":
-		return "application/gzip"
-	default:
-		return "application/x-tar"
+// archiveContentType is the MIME type of the archive parts: the codec's, or
+// plain tar when they are not compressed.
+func archiveContentType(c codec.Codec) string {
+	if ct := c.ContentType(); ct != "" {
+		return ct
 	}
+	return "application/x-tar"
 }
 
 // take runs the backup proper: start, copy, stop, WAL, manifests.
@@ -396,9 +392,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		WALIncluded:       opts.IncludeWAL,
 		Compression:       opts.Codec.Name(),
 		ChecksumsVerified: r.verifyChecksums,
-		BackupManifest: manifest.Object{
-			Key: relativeKey(pgmRes.Key, r.objectKey("")), Size: pgmRes.Size, RawSize: pgmRes.RawSize, SHA256: pgmRes.SHA256,
-		},
+		BackupManifest:    manifestObject(pgmRes, r.objectKey("")),
 	}
 	// Data directory first in the manifest, then tablespaces by OID.
 	m.Tablespaces = append(m.Tablespaces, base.manifestEntry(r.objectKey("")))
@@ -579,7 +573,7 @@ func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata 
 			oid:            uint32(oid),
 			spcName:        names[uint32(oid)],
 			location:       target,
-			manifestPrefix: "pg_tblspc/" + de.Name() + "/",
+			manifestPrefix: manifest.TablespacePath(uint32(oid)) + "/",
 			walkStart:      versionDir,
 		})
 	}

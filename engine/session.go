@@ -105,7 +105,7 @@ func oneLine(err error) string {
 	if errors.As(err, &pgErr) {
 		return pgErr.Message
 	}
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return failure.OneLine(err)
 }
 
 // close ends the session. If a backup is in progress the server aborts it

@@ -231,22 +231,30 @@ func (l *lexer) hex4() (rune, error) {
 	return r, nil
 }
 
-func (l *lexer) num(first byte) error {
+// scan collects first and the bytes after it that in accepts into l.val,
+// leaving the first other byte unread.
+func (l *lexer) scan(first byte, in func(byte) bool) error {
 	l.val = append(l.val[:0], first)
 	for {
 		c, err := l.r.ReadByte()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
-			l.val = append(l.val, c)
-			continue
+		if !in(c) {
+			return l.r.UnreadByte()
 		}
-		_ = l.r.UnreadByte()
-		break
+		l.val = append(l.val, c)
+	}
+}
+
+func (l *lexer) num(first byte) error {
+	if err := l.scan(first, func(c byte) bool {
+		return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+	}); err != nil {
+		return err
 	}
 	if !validJSONNumber(l.val) {
 		return l.errorf("invalid number %q", l.val)
@@ -292,20 +300,8 @@ func validJSONNumber(b []byte) bool {
 }
 
 func (l *lexer) literal(first byte) error {
-	l.val = append(l.val[:0], first)
-	for {
-		c, err := l.r.ReadByte()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if c < 'a' || c > 'z' {
-			_ = l.r.UnreadByte()
-			break
-		}
-		l.val = append(l.val, c)
+	if err := l.scan(first, func(c byte) bool { return c >= 'a' && c <= 'z' }); err != nil {
+		return err
 	}
 	switch string(l.val) {
 	case "true", "false", "null":

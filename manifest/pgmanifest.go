@@ -349,3 +349,9 @@ func (m *PGManifestWriter) Finish(ranges []WALRange) error {
 	}
 	return nil
 }
+
+// TablespacePath is where backup_manifest lists a tablespace's files, and
+// where its link lives in the data directory: "pg_tblspc/<oid>".
+func TablespacePath(oid uint32) string {
+	return "pg_tblspc/" + strconv.FormatUint(uint64(oid), 10)
+}

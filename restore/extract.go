@@ -103,10 +103,8 @@ func (rd *reader) read(ctx context.Context, p part) error {
 }
 
 func damaged(key string, err error) error {
-	return failure.Wrap(failure.Failed, fmt.Errorf("object %s is damaged: %s", key, oneLine(err)), "")
+	return failure.Wrap(failure.Failed, fmt.Errorf("object %s is damaged: %s", key, failure.OneLine(err)), "")
 }
-
-func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 // members hands every tar member to the sink.
 func (rd *reader) members(ctx context.Context, p part, tr *tar.Reader) error {
@@ -128,7 +126,7 @@ func (rd *reader) members(ctx context.Context, p part, tr *tar.Reader) error {
 		switch h.Typeflag {
 		case tar.TypeDir:
 			err = p.sink.dir(name, h)
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // the reader reports old-style TypeRegA as TypeReg
 			err = rd.file(p, name, h, tr)
 		case tar.TypeSymlink:
 			err = p.sink.symlink(name, h)

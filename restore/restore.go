@@ -188,7 +188,7 @@ func plan(m *manifest.Backup, opts Options) ([]*location, map[string]string, err
 			if d, ok := opts.TablespaceMap[ts.OID]; ok {
 				l.dir = filepath.Clean(d)
 			}
-			links["pg_tblspc/"+strconv.FormatUint(uint64(ts.OID), 10)] = l.dir
+			links[manifest.TablespacePath(ts.OID)] = l.dir
 		}
 		if other, dup := seen[l.dir]; dup {
 			return nil, nil, failure.New(failure.Usage, "tablespaces %d and %d would both be restored into %s", other, ts.OID, l.dir)
@@ -268,7 +268,7 @@ func cleanup(l *location, logger *slog.Logger) {
 func partsOf(ts manifest.Tablespace, s sink) []part {
 	prefix := ""
 	if ts.OID != 0 {
-		prefix = "pg_tblspc/" + strconv.FormatUint(uint64(ts.OID), 10) + "/"
+		prefix = manifest.TablespacePath(ts.OID) + "/"
 	}
 	out := make([]part, 0, len(ts.Objects))
 	for _, o := range ts.Objects {

@@ -54,7 +54,7 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 	links := map[string]string{}
 	for _, ts := range m.Tablespaces {
 		if ts.OID != 0 {
-			links[fmt.Sprintf("pg_tblspc/%d", ts.OID)] = ts.Location
+			links[manifest.TablespacePath(ts.OID)] = ts.Location
 		}
 	}
 	s := newDiscardSink(links)

@@ -222,12 +222,6 @@ type Result struct {
 	SHA256  string // hex SHA-256 of the stored bytes
 }
 
-var contentTypes = map[string]string{
-	"zstd": "application/zstd",
-	"lz4":  "application/x-lz4",
-	"gzip": "application/gzip",
-}
-
 // Open starts the upload of key. The caller must end it with Close or Abort.
 // key is used as given; for a compressed object it must end in Codec().Ext()
 // so that codec.ForKey finds the codec again on restore.
@@ -247,7 +241,7 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 	}
 	ct := o.ContentType
 	if ct == "" {
-		if ct = contentTypes[c.Name()]; ct == "" {
+		if ct = c.ContentType(); ct == "" {
 			ct = "application/octet-stream"
 		}
 	}

@@ -77,8 +77,8 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 	if err != nil {
 		return usageError("--part-size: %v", err)
 	}
-	if f.jobs < 1 || f.jobs > 64 {
-		return usageError("--jobs must be between 1 and 64, not %d", f.jobs)
+	if err := checkJobs(f.jobs); err != nil {
+		return err
 	}
 	if f.uploadConcurrency < 1 || f.uploadConcurrency > 32 {
 		return usageError("--upload-concurrency must be between 1 and 32, not %d", f.uploadConcurrency)
@@ -99,10 +99,7 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 	}
 
 	progress := &engine.Progress{}
-	stopProgress := func() {}
-	if f.progress {
-		stopProgress = startProgress(g, progress)
-	}
+	stopProgress := startProgress(g, progress, f.progress)
 	began := time.Now()
 	g.logger.Info("backup starting", "bucket", store.Display)
 	m, err := engine.Backup(ctx, store, up, engine.Options{

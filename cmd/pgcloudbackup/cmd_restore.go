@@ -83,8 +83,8 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if f.recovery && f.standby {
 		return usageError("--recovery and --standby exclude each other")
 	}
-	if f.jobs < 1 || f.jobs > 64 {
-		return usageError("--jobs must be between 1 and 64, not %d", f.jobs)
+	if err := checkJobs(f.jobs); err != nil {
+		return err
 	}
 	tsMap, err := parseTablespaceMap(f.tablespaceMap)
 	if err != nil {
@@ -97,10 +97,7 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	defer store.Close()
 	m := e.Manifest
 	counter := &progress.Counter{}
-	stop := func() {}
-	if f.progress {
-		stop = startProgress(g, counter)
-	}
+	stop := startProgress(g, counter, f.progress)
 	began := time.Now()
 	g.logger.Info("restore starting", "id", m.ID, "target", f.target)
 	res, err := restore.Restore(ctx, store, m, restore.Options{

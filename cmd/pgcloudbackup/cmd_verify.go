@@ -24,8 +24,8 @@ backup_manifest, without writing a data directory. Every damaged or missing
 object is reported by name; the exit code is 1 when anything is wrong.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if jobs < 1 || jobs > 64 {
-				return usageError("--jobs must be between 1 and 64, not %d", jobs)
+			if err := checkJobs(jobs); err != nil {
+				return err
 			}
 			return runVerify(cmd.Context(), g, args[0], jobs, showProgress)
 		},
@@ -42,10 +42,7 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 	}
 	defer store.Close()
 	counter := &progress.Counter{}
-	stop := func() {}
-	if showProgress {
-		stop = startProgress(g, counter)
-	}
+	stop := startProgress(g, counter, showProgress)
 	began := time.Now()
 	rep, err := restore.Verify(ctx, store, e.Manifest, restore.VerifyOptions{Jobs: jobs, Progress: counter, Logger: g.logger})
 	stop()

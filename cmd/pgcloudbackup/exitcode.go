@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 )
@@ -38,7 +37,7 @@ func exitCodeFor(err error) int {
 
 // errorLine renders an error as the one line the user sees.
 func errorLine(err error) string {
-	msg := strings.Join(strings.Fields(err.Error()), " ")
+	msg := failure.OneLine(err)
 	if hint := failure.HintOf(err); hint != "" {
 		msg += " (hint: " + hint + ")"
 	}

@@ -11,9 +11,12 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 )
 
-// startProgress shows backup progress: a redrawn line on a terminal,
+// startProgress shows (when enabled) backup progress: a redrawn line on a terminal,
 // a log line every 10 seconds otherwise (cron, systemd, Kubernetes logs).
-func startProgress(g *globalOptions, p *progress.Counter) (stop func()) {
+func startProgress(g *globalOptions, p *progress.Counter, enabled bool) (stop func()) {
+	if !enabled {
+		return func() {}
+	}
 	tty := false
 	if f, ok := g.stderr.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))

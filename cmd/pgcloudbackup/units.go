@@ -6,6 +6,15 @@ import (
 	"strings"
 )
 
+// checkJobs bounds --jobs: each job holds an archive part (and its upload
+// buffers) in memory.
+func checkJobs(n int) error {
+	if n < 1 || n > 64 {
+		return usageError("--jobs must be between 1 and 64, not %d", n)
+	}
+	return nil
+}
+
 // parseRate parses --max-rate as pg_basebackup does: kilobytes per second,
 // an optional suffix k (no effect) or M (megabytes), from 32 kB/s to
 // 1024 MB/s. It returns bytes per second (0 when empty: unlimited).

@@ -5,6 +5,7 @@ package failure
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Kind says which class of failure an error belongs to. Each kind has its own
@@ -86,4 +87,10 @@ func HintOf(err error) string {
 		err = e.Err
 	}
 	return ""
+}
+
+// OneLine is err's message with every run of white space (line breaks
+// included) folded into one space: errors are shown as one line.
+func OneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
