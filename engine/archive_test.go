@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/testenv"
 )
 
 // TestTarHeaders: the headers we write read back with Go's reader and with
@@ -85,7 +87,7 @@ func TestTarHeaders(t *testing.T) {
 
 	// GNU tar, as a user would extract it.
 	if _, err := exec.LookPath("tar"); err != nil {
-		t.Skip("no tar")
+		testenv.Unavailable(t, "GNU tar is needed to check our archives with it: %v", err)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("tar", "-xf", "-", "-C", dir)
