@@ -73,9 +73,12 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 	if err != nil {
 		return err
 	}
-	partSize, err := parseSize(f.partSize)
+	partSize, err := parsePartSize(f.partSize)
 	if err != nil {
-		return usageError("--part-size: %v", err)
+		return err
+	}
+	if err := checkLabel(f.label); err != nil {
+		return err
 	}
 	if err := checkJobs(f.jobs); err != nil {
 		return err

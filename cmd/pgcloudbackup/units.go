@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -30,18 +32,45 @@ func parseRate(s string) (int64, error) {
 		num = strings.TrimSuffix(s, "k")
 	}
 	v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(strings.TrimSpace(num), "-") {
+		return 0, usageError("--max-rate %q is out of range: 32k to 1024M", s)
+	}
 	if err != nil || v <= 0 {
 		return 0, usageError("--max-rate %q: want a positive number of kB/s, optionally with suffix k or M", s)
 	}
-	rate := v * mult
-	if rate < 32*1024 || rate > 1024*1024*1024 {
+	// Compare before multiplying: v * mult could wrap around int64 and land
+	// inside the range.
+	if v < 32*1024/mult || v > 1024*1024*1024/mult || v*mult < 32*1024 {
 		return 0, usageError("--max-rate %q is out of range: 32k to 1024M", s)
 	}
-	return rate, nil
+	return v * mult, nil
 }
 
+// Bounds of --part-size: the largest part any backend takes (S3's 5 GiB);
+// each backend's own minimum and maximum are checked by the uploader.
+const (
+	minPartSizeFlag = 1
+	maxPartSizeFlag = 5 << 30
+)
+
+// parsePartSize parses --part-size within its range.
+func parsePartSize(s string) (int64, error) {
+	v, err := parseSize(s)
+	if errors.Is(err, errSizeRange) || err == nil && s != "" && (v < minPartSizeFlag || v > maxPartSizeFlag) {
+		return 0, usageError("--part-size %q is out of range: 1 to 5GiB", s)
+	}
+	if err != nil {
+		return 0, usageError("--part-size: %v", err)
+	}
+	return v, nil
+}
+
+// errSizeRange: a size too large for an int64 of bytes.
+var errSizeRange = errors.New("size out of range")
+
 // parseSize parses a byte size such as "16MiB", "16M", "512KiB" or "1048576"
-// (binary units). Empty means 0.
+// (binary units). Empty means 0. A size past 2^63-1 bytes is errSizeRange
+// (never a wrapped-around value).
 func parseSize(s string) (int64, error) {
 	if s == "" {
 		return 0, nil
@@ -63,8 +92,26 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseInt(t, 10, 64)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(t, "-") {
+		return 0, errSizeRange
+	}
 	if err != nil || v <= 0 {
 		return 0, fmt.Errorf("%q is not a size (examples: 16MiB, 512KiB)", s)
 	}
+	if v > math.MaxInt64/mult {
+		return 0, errSizeRange
+	}
 	return v * mult, nil
+}
+
+// maxLabelBytes is PostgreSQL's limit on a backup label (MAXPGPATH): a
+// longer one fails pg_backup_start after the checkpoint was requested.
+const maxLabelBytes = 1024
+
+// checkLabel refuses, before anything is touched, a label the server would.
+func checkLabel(label string) error {
+	if len(label) > maxLabelBytes {
+		return usageError("--label is %d bytes long: PostgreSQL takes at most %d", len(label), maxLabelBytes)
+	}
+	return nil
 }
