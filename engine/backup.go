@@ -94,6 +94,10 @@ type backupRun struct {
 	limiter         *rate.Limiter
 	progress        *Progress
 
+	// groupAccess: the cluster allows group access (PGDATA 0750); files
+	// we write get 0640, directories 0750.
+	groupAccess bool
+
 	pgm    *manifest.PGManifestWriter
 	pgmObj *uploader.Object
 
@@ -294,11 +298,15 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		skipContents[rel] = "stats_temp_directory"
 	}
 	base := &archive{name: "base", spcName: "pg_default", location: pgdata}
+	if r.groupAccess, err = groupAccess(pgdata); err != nil {
+		return nil, err
+	}
+	dirMode := dirCreateMode(r.groupAccess)
 	walkers := map[*archive]*walker{}
 	for _, a := range archives {
-		walkers[a] = &walker{root: a.location, inTablespace: true, logger: r.logger}
+		walkers[a] = &walker{root: a.location, inTablespace: true, dirMode: dirMode, logger: r.logger}
 	}
-	walkers[base] = &walker{root: pgdata, skipContents: skipContents, logger: r.logger}
+	walkers[base] = &walker{root: pgdata, skipContents: skipContents, dirMode: dirMode, logger: r.logger}
 	// Tablespaces first and the data directory last, as basebackup.c does,
 	// so pg_control is copied after everything else.
 	archives = append(archives, base)

@@ -41,7 +41,7 @@ func (r *backupRun) writeFinalPart(ctx context.Context, base *archive, pgdata st
 	owner := fileEntry("", controlInfo)
 	injected := func(name string, mode fs.FileMode) *entry {
 		e := *owner
-		e.name, e.mode, e.mtime = name, mode, r.opts.Now()
+		e.name, e.mode, e.mtime = name, injectedMode(mode, r.groupAccess), r.opts.Now()
 		return &e
 	}
 	if err := w.putBytes(ctx, pw, injected("backup_label", 0o600), []byte(stop.LabelFile), true); err != nil {

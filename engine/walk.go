@@ -54,7 +54,19 @@ type walker struct {
 	// located inside the data directory (backed up as their own archive,
 	// not twice) and the stats_temp_directory of PostgreSQL 13-14.
 	skipContents map[string]string
-	logger       *slog.Logger
+	// dirMode is the mode of a directory stored in place of a symbolic
+	// link (0700, or 0750 in a group-access cluster); 0 means 0700.
+	dirMode fs.FileMode
+	logger  *slog.Logger
+}
+
+// linkDirMode is the mode a symbolic link stored as a directory gets:
+// pg_dir_create_mode, as basebackup.c gives it.
+func (w *walker) linkDirMode() fs.FileMode {
+	if w.dirMode == 0 {
+		return 0o700
+	}
+	return w.dirMode
 }
 
 // walk visits every entry below root/start (start itself included when it
@@ -132,7 +144,16 @@ func (w *walker) visitOne(dir string, de fs.DirEntry, dbDir bool, visit func(*en
 		return "", fmt.Errorf("stat %s: %w", filepath.Join(w.root, rel), err)
 	}
 	isDir := info.IsDir()
+	isLink := info.Mode()&fs.ModeSymlink != 0
 	decision, reason := excludeByName(name, isDir)
+	if isLink && decision == include {
+		// An excluded directory may be a symbolic link (pg_stat_tmp on
+		// tmpfs, pg_replslot elsewhere): basebackup.c stores it as an
+		// empty directory, which the restored server needs.
+		if d, r := excludeByName(name, true); d == keepDirEmpty {
+			decision, reason = d, r
+		}
+	}
 	if decision == include && dbDir && !isDir {
 		decision, reason = excludeInDatabaseDir(name, func(relNumber string) bool {
 			_, err := os.Lstat(filepath.Join(w.root, dir, relNumber+"_init"))
@@ -151,8 +172,8 @@ func (w *walker) visitOne(dir string, de fs.DirEntry, dbDir bool, visit func(*en
 			// directory (as a directory even if it is a symlink) and its
 			// archive_status subdirectory.
 			e := w.newEntry(rel, kindDir, info)
-			if info.Mode()&fs.ModeSymlink != 0 {
-				e.mode = 0o700
+			if isLink {
+				e.mode = w.linkDirMode()
 			}
 			if err := visit(e); err != nil {
 				return "", err
@@ -165,13 +186,18 @@ func (w *walker) visitOne(dir string, de fs.DirEntry, dbDir bool, visit func(*en
 			return "", nil
 		}
 	}
-	if reason, ok := w.skipContents[rel]; ok && isDir {
+	if reason, ok := w.skipContents[rel]; ok && (isDir || isLink) {
 		decision = keepDirEmpty
 		w.logger.Debug("directory kept empty", "path", rel, "reason", reason)
 	}
 	mode := info.Mode()
 	switch {
-	case mode&fs.ModeSymlink != 0:
+	case isLink && decision == keepDirEmpty:
+		e := w.newEntry(rel, kindDir, info)
+		e.mode = w.linkDirMode()
+		w.logger.Debug("symbolic link to an excluded directory stored as an empty directory", "path", rel)
+		return "", visit(e)
+	case isLink:
 		// Symbolic links are kept only in pg_tblspc (tablespaces); anywhere
 		// else basebackup.c skips them as special files.
 		if !w.inTablespace && dir == "pg_tblspc" {
