@@ -182,6 +182,11 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	if err != nil {
 		return nil, err
 	}
+	if pm, err := s.postmaster(ctx); err != nil {
+		return nil, err
+	} else if err := checkPostmaster(pgdata, pm, s.info.Address); err != nil {
+		return nil, err
+	}
 	if err := store.CheckAccess(ctx); err != nil {
 		return nil, err
 	}

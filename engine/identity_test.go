@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
+)
+
+// TestDataDirectoryIdentity: a --pgdata with the connected cluster's system
+// identifier but another server's (a standby made by pg_basebackup and
+// running on another port; the same copy stopped, as a restored copy; a
+// cp -a of the running data directory, stale postmaster.pid included) is
+// refused with exit 3 before anything is uploaded. These used to back up
+// the wrong directory and exit 0. The server's own directory, reached
+// through a symbolic link, is accepted.
+func TestDataDirectoryIdentity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgtest.New(t, pgtest.Options{})
+	c.Exec("postgres", "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+
+	root := pgtest.TempDir(t, "copies-")
+	standby := filepath.Join(root, "standby")
+	out, err := pgtest.ServerCommand(filepath.Join(c.BinDir, "pg_basebackup"), "-h", c.Host(), "-p", strconv.Itoa(c.Port),
+		"-U", pgtest.DBUser, "-D", standby, "-R", "-X", "stream", "-c", "fast").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	port := pgtest.FreePort(t)
+	if err := pgtest.StartServer(c.BinDir, standby, port, root, filepath.Join(root, "standby.log")); err != nil {
+		t.Fatal(err)
+	}
+	defer pgtest.StopServer(c.BinDir, standby, "immediate")
+
+	attempt := func(name, pgdata, want string) {
+		t.Helper()
+		store := memStore(t)
+		opts := backupOptions(t, c)
+		opts.PGData = pgdata
+		_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+		if err == nil || failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: backup error = %v, want a precondition error containing %q", name, err, want)
+		}
+		assertEmptyBucket(t, store.Bucket)
+	}
+	attempt("running standby", standby, "names port "+strconv.Itoa(port))
+
+	if err := pgtest.StopServer(c.BinDir, standby, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	attempt("stopped copy", standby, "no postmaster.pid")
+
+	copied := filepath.Join(root, "copied")
+	if out, err := exec.Command("cp", "-a", c.DataDir, copied).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v\n%s", err, out)
+	}
+	attempt("copy with the original's postmaster.pid", copied, "belongs to the server of "+c.DataDir)
+
+	// A copy whose stale postmaster.pid names a dead process (the directory
+	// line rewritten to its own path, as a crashed copy's would be).
+	pid, err := os.ReadFile(filepath.Join(copied, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(pid), "\n")
+	lines[0], lines[1] = "2147483646", copied
+	if err := os.WriteFile(filepath.Join(copied, "postmaster.pid"), []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	attempt("stale postmaster.pid", copied, "not running")
+
+	link := filepath.Join(root, "link")
+	if err := os.Symlink(c.DataDir, link); err != nil {
+		t.Fatal(err)
+	}
+	store := memStore(t)
+	opts := backupOptions(t, c)
+	opts.PGData = link
+	if _, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts); err != nil {
+		t.Errorf("backup of the server's own directory through a link: %v", err)
+	}
+}
+
+func TestCheckPostmasterStartTime(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Unix(1_700_000_000, 0)
+	write := func(pidStart int64) {
+		content := strconv.Itoa(os.Getpid()) + "\n" + dir + "\n" + strconv.FormatInt(pidStart, 10) + "\n5432\n/tmp\n*\n  1234  5678\nready\n"
+		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := postmasterIdentity{Port: 5432, StartTime: start.Add(1500 * time.Millisecond)}
+	for pidStart, ok := range map[int64]bool{
+		start.Unix(): true, start.Unix() - 30: true, start.Unix() + 1: true,
+		start.Unix() + 2: false, start.Unix() - 3600: false,
+	} {
+		write(pidStart)
+		if err := checkPostmaster(dir, srv, "test"); (err == nil) != ok {
+			t.Errorf("postmaster.pid start %d, server %v: %v, want ok=%v", pidStart, srv.StartTime.Unix(), err, ok)
+		}
+	}
+	write(start.Unix())
+	if err := checkPostmaster(dir, postmasterIdentity{Port: 5433, StartTime: srv.StartTime}, "test"); err == nil {
+		t.Error("a port mismatch passed")
+	}
+}
