@@ -104,6 +104,7 @@ type backupRun struct {
 	mu            sync.Mutex
 	failures      []manifest.ChecksumFailure
 	failuresTotal int64
+	pages         pageReport // new pages with data, partial pages
 }
 
 func (r *backupRun) objectKey(name string) string { return r.store.BackupKey(r.id, name) }
@@ -417,6 +418,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	m.ChecksumFailuresTotal = r.failuresTotal
 	r.mu.Unlock()
 	sort.Slice(m.ChecksumFailures, func(i, j int) bool { return m.ChecksumFailures[i].Path < m.ChecksumFailures[j].Path })
+	r.pages.fill(m)
 
 	data, err := m.Marshal()
 	if err != nil {

@@ -150,8 +150,15 @@ func (w *worker) copyData(ctx context.Context, pw *partWriter, f *os.File, e *en
 		w.run.progress.Add(want)
 	}
 	if verify {
+		path := pw.arc.manifestPrefix + e.name
 		if count, blocks := w.pc.Failures(); count > 0 {
-			w.run.addChecksumFailure(pw.arc.manifestPrefix+e.name, count, blocks)
+			w.run.addChecksumFailure(path, count, blocks)
+		}
+		if count, blocks := w.pc.NewPagesWithData(); count > 0 {
+			w.run.pages.addNewWithData(w.run.logger, path, count, blocks)
+		}
+		if blk, ok := w.pc.Partial(); ok && !truncated {
+			w.run.pages.addPartial(w.run.logger, path, blk, e.size)
 		}
 		w.file = nil
 	}

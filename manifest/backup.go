@@ -52,6 +52,17 @@ type Backup struct {
 	ChecksumFailures      []ChecksumFailure `json:"checksum_failures"`
 	ChecksumFailuresTotal int64             `json:"checksum_failures_total"`
 
+	// NewPagesWithData lists pages whose header marks them new (pd_upper
+	// == 0) but which are not all zeros, as a zeroed page header looks.
+	// PostgreSQL's backup skips such pages unverified, so they are not in
+	// ChecksumFailures (which counts what the server counts); they still
+	// make the backup end with the checksum failures exit code.
+	NewPagesWithData      []ChecksumFailure `json:"new_pages_with_data"`
+	NewPagesWithDataTotal int64             `json:"new_pages_with_data_total"`
+	// PartialPages lists files whose size is not a whole number of pages:
+	// verification of each stopped at that block, as in basebackup.c.
+	PartialPages []PartialPage `json:"partial_pages"`
+
 	// BackupManifest is the uploaded PostgreSQL-format backup_manifest.
 	BackupManifest Object `json:"backup_manifest"`
 }
@@ -80,6 +91,20 @@ type ChecksumFailure struct {
 	Path   string   `json:"path"` // as in backup_manifest, e.g. "base/5/16384"
 	Count  int64    `json:"count"`
 	Blocks []uint32 `json:"blocks"`
+}
+
+// PartialPage is a file that ended in a partial page (being extended or
+// truncated while read): its pages from Block on were not verified.
+type PartialPage struct {
+	Path  string `json:"path"`
+	Block uint32 `json:"block"`
+	Size  int64  `json:"size"` // bytes of the file as stored
+}
+
+// PageProblems is the number of pages the backup found bad: checksum
+// failures plus new pages holding data.
+func (b *Backup) PageProblems() int64 {
+	return b.ChecksumFailuresTotal + b.NewPagesWithDataTotal
 }
 
 // TotalSize is the bytes of file data in the backup (before compression).
@@ -127,6 +152,14 @@ func (b *Backup) Marshal() ([]byte, error) {
 		}
 		c.ChecksumFailures[i] = f
 	}
+	c.NewPagesWithData = make([]ChecksumFailure, len(b.NewPagesWithData))
+	for i, f := range b.NewPagesWithData {
+		if f.Blocks == nil {
+			f.Blocks = []uint32{}
+		}
+		c.NewPagesWithData[i] = f
+	}
+	c.PartialPages = append([]PartialPage{}, b.PartialPages...)
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("write manifest.json: %w", err)
 	}
@@ -224,6 +257,9 @@ func (b *Backup) validate() error {
 	if b.ChecksumFailuresTotal < 0 {
 		return errors.New("negative checksum_failures_total")
 	}
+	if b.NewPagesWithDataTotal < 0 {
+		return errors.New("negative new_pages_with_data_total")
+	}
 	if err := checkObject(b.BackupManifest); err != nil {
 		return fmt.Errorf("backup_manifest: %w", err)
 	}
@@ -251,6 +287,19 @@ func (b *Backup) validate() error {
 		}
 		if f.Count < 0 {
 			return fmt.Errorf("checksum failure %q: negative count", f.Path)
+		}
+	}
+	for i, f := range b.NewPagesWithData {
+		if f.Path == "" {
+			return missing(fmt.Sprintf("new_pages_with_data[%d].path", i))
+		}
+		if f.Count < 0 {
+			return fmt.Errorf("new pages with data %q: negative count", f.Path)
+		}
+	}
+	for i, p := range b.PartialPages {
+		if p.Path == "" {
+			return missing(fmt.Sprintf("partial_pages[%d].path", i))
 		}
 	}
 	return nil

@@ -41,6 +41,9 @@ func sampleBackup() *Backup {
 		},
 		ChecksumFailures:      []ChecksumFailure{{Path: "base/5/16384", Count: 2, Blocks: []uint32{3, 4294967295}}},
 		ChecksumFailuresTotal: 2,
+		NewPagesWithData:      []ChecksumFailure{{Path: "base/5/16390", Count: 1, Blocks: []uint32{7}}},
+		NewPagesWithDataTotal: 1,
+		PartialPages:          []PartialPage{{Path: "base/5/16391", Block: 2, Size: 20000}},
 		BackupManifest:        Object{Key: "backup_manifest", Size: 150000, RawSize: 150000, SHA256: strings.Repeat("01", 32)},
 	}
 }
@@ -85,7 +88,7 @@ func TestBackupJSONNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"backup_manifest", "checksum_failures", "checksum_failures_total", "checksums_verified",
-		"compression", "format_version", "id", "label", "pg_version", "pg_version_num", "start_lsn", "start_time",
+		"compression", "format_version", "id", "label", "new_pages_with_data", "new_pages_with_data_total", "partial_pages", "pg_version", "pg_version_num", "start_lsn", "start_time",
 		"status", "stop_lsn", "stop_time", "system_identifier", "tablespaces", "timeline", "tool_version", "wal_included"}
 	if got := keys(top); !reflect.DeepEqual(got, want) {
 		t.Errorf("top-level names %v\nwant %v", got, want)

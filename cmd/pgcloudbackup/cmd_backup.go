@@ -126,14 +126,14 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 	}
 	elapsed := time.Since(began)
 	g.logger.Info("backup complete", "id", m.ID, "elapsed", humanDuration(elapsed),
-		"size", m.TotalSize(), "stored", m.StoredSize(), "checksum_failures", m.ChecksumFailuresTotal)
+		"size", m.TotalSize(), "stored", m.StoredSize(), "checksum_failures", m.ChecksumFailuresTotal, "new_pages_with_data", m.NewPagesWithDataTotal)
 	if g.json {
 		writeJSON(g.stdout, m)
 	} else {
 		printBackupSummary(g.stdout, m, elapsed)
 	}
-	if m.ChecksumFailuresTotal > 0 {
-		return &checksumFailuresError{total: m.ChecksumFailuresTotal}
+	if m.PageProblems() > 0 {
+		return &checksumFailuresError{total: m.PageProblems()}
 	}
 	return nil
 }
@@ -162,6 +162,24 @@ func printBackupSummary(w io.Writer, m *manifest.Backup, elapsed time.Duration) 
 		fmt.Fprintf(w, "  checksums:    %d PAGE CHECKSUM FAILURES in %d files:\n", m.ChecksumFailuresTotal, len(m.ChecksumFailures))
 		for _, cf := range m.ChecksumFailures {
 			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, blockList(cf.Blocks))
+		}
+	}
+	if m.NewPagesWithDataTotal > 0 {
+		// Not checksum failures (PostgreSQL skips these pages), but not
+		// valid pages either.
+		fmt.Fprintf(w, "  new pages:    %d PAGES MARKED NEW (pd_upper = 0) HOLD DATA in %d files:\n", m.NewPagesWithDataTotal, len(m.NewPagesWithData))
+		for _, cf := range m.NewPagesWithData {
+			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, blockList(cf.Blocks))
+		}
+	}
+	if len(m.PartialPages) > 0 {
+		fmt.Fprintf(w, "  partial:      %d files end in a partial page (not verified from that block on):\n", len(m.PartialPages))
+		for i, p := range m.PartialPages {
+			if i == 10 {
+				fmt.Fprintf(w, "                …\n")
+				break
+			}
+			fmt.Fprintf(w, "                %s: block %d (%d bytes)\n", p.Path, p.Block, p.Size)
 		}
 	}
 }

@@ -89,6 +89,12 @@ func printManifest(w io.Writer, e *catalog.Entry) {
 	default:
 		field("page checksums", "%d FAILURES in %d files", m.ChecksumFailuresTotal, len(m.ChecksumFailures))
 	}
+	if m.NewPagesWithDataTotal > 0 {
+		field("new pages", "%d PAGES MARKED NEW (pd_upper = 0) HOLD DATA in %d files", m.NewPagesWithDataTotal, len(m.NewPagesWithData))
+	}
+	if len(m.PartialPages) > 0 {
+		field("partial pages", "%d files end in a partial page (not verified from there)", len(m.PartialPages))
+	}
 	_ = tw.Flush()
 
 	fmt.Fprintln(w, "\ntablespaces:")

@@ -96,7 +96,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 type checksumFailuresError struct{ total int64 }
 
 func (e *checksumFailuresError) Error() string {
-	return fmt.Sprintf("backup complete, but %d page checksum failures were found", e.total)
+	return fmt.Sprintf("backup complete, but %d bad pages (checksum failures, or pages marked new that hold data) were found", e.total)
 }
 
 // signalContexts returns a context cancelled by the first SIGINT/SIGTERM

@@ -59,6 +59,39 @@ func TestWithPostgres(t *testing.T) {
 	t.Run("FileRules", pc.testFileRules)
 	t.Run("CorruptionAsPgChecksums", pc.testCorruption)
 	t.Run("SegmentOffsetAsPgChecksums", pc.testSegmentOffset)
+	t.Run("NewPagesWithDataAsPgChecksums", pc.testNewPagesWithData)
+}
+
+// testNewPagesWithData zeroes pd_upper of one page and the whole header of
+// another, and corrupts a third: PostgreSQL (pg_checksums, like the backup)
+// skips pages with pd_upper == 0, so its only failure is the third page;
+// File counts exactly that failure and reports the two others apart.
+func (pc *pgCluster) testNewPagesWithData(t *testing.T) {
+	path := filepath.Join(pc.c.DataDir, pc.relPath)
+	data := slices.Clone(pc.original)
+	page := func(n int) []byte { return data[n*BlockSize : (n+1)*BlockSize] }
+	binary.NativeEndian.PutUint16(page(2)[offUpper:], 0)
+	clear(page(5)[:24])
+	page(8)[BlockSize/2] ^= 0x5a
+	writeInPlace(t, path, data)
+	defer writeInPlace(t, path, pc.original)
+
+	reports := pgChecksumFailures(t, pc.c)
+	var theirs []uint32
+	for _, r := range reports[filepath.Clean(path)] {
+		theirs = append(theirs, r.block)
+	}
+	if len(reports) != 1 || !slices.Equal(theirs, []uint32{8}) {
+		t.Fatalf("pg_checksums reports %v; want block 8 of %s only", reports, path)
+	}
+	f := (&Verifier{SegmentBlocks: pc.segmentBlocks}).NewFile(0)
+	checkInChunks(t, f, data, 3, rereadFrom(data))
+	if n, blocks := f.Failures(); n != 1 || !slices.Equal(blocks, theirs) {
+		t.Errorf("File reports %d failures at %v; pg_checksums 1 at %v", n, blocks, theirs)
+	}
+	if n, blocks := f.NewPagesWithData(); n != 2 || !slices.Equal(blocks, []uint32{2, 5}) {
+		t.Errorf("File reports %d new pages with data at %v, want blocks 2 and 5", n, blocks)
+	}
 }
 
 // testEveryPage verifies every file of the cluster that ShouldVerify picks
@@ -319,15 +352,20 @@ func (pc *pgCluster) testFileRules(t *testing.T) {
 	}
 
 	type result struct {
-		count   int64
-		blocks  []uint32
-		rereads int64
+		count    int64
+		blocks   []uint32
+		rereads  int64
+		newPages []uint32 // pd_upper == 0 pages with data, reported apart
 	}
 	run := func(v Verifier, page []byte, reread func(uint32, []byte) error) (result, error) {
 		f := v.NewFile(0)
 		err := f.Check(slices.Clone(page), blk, reread)
 		n, b := f.Failures()
-		return result{n, slices.Clone(b), f.Rereads()}, err
+		nn, nb := f.NewPagesWithData()
+		if int(nn) != len(nb) {
+			t.Errorf("NewPagesWithData: count %d, %d blocks", nn, len(nb))
+		}
+		return result{n, slices.Clone(b), f.Rereads(), slices.Clone(nb)}, err
 	}
 	serve := func(p []byte) func(uint32, []byte) error {
 		return func(n uint32, dst []byte) error {
@@ -353,13 +391,16 @@ func (pc *pgCluster) testFileRules(t *testing.T) {
 	}{
 		{"good page", Verifier{}, good, serve(bad), result{}},
 		{"torn page, good on re-read", Verifier{}, bad, serve(good), result{rereads: 1}},
-		{"bad twice is one failure", Verifier{}, bad, serve(bad), result{1, []uint32{blk}, 1}},
-		{"bad, no re-read available", Verifier{}, bad, nil, result{1, []uint32{blk}, 0}},
+		{"bad twice is one failure", Verifier{}, bad, serve(bad), result{1, []uint32{blk}, 1, nil}},
+		{"bad, no re-read available", Verifier{}, bad, nil, result{1, []uint32{blk}, 0, nil}},
 		{"re-read shows LSN past backup start", Verifier{StartLSN: lsn + 1}, bad, serve(past), result{rereads: 1}},
 		{"LSN equal to backup start is skipped", Verifier{StartLSN: lsn}, bad, serve(bad), result{}},
-		{"LSN before backup start is verified", Verifier{StartLSN: lsn + 1}, bad, serve(bad), result{1, []uint32{blk}, 1}},
+		{"LSN before backup start is verified", Verifier{StartLSN: lsn + 1}, bad, serve(bad), result{1, []uint32{blk}, 1, nil}},
 		{"all-zero page is skipped", Verifier{}, make([]byte, BlockSize), serve(bad), result{}},
-		{"pd_upper zero but not all zero is verified", Verifier{}, upperZero, serve(upperZero), result{1, []uint32{blk}, 1}},
+		{"pd_upper zero but not all zero is reported apart", Verifier{}, upperZero, serve(upperZero), result{rereads: 1, newPages: []uint32{blk}}},
+		{"pd_upper zero on first read, whole on re-read", Verifier{}, upperZero, serve(good), result{rereads: 1}},
+		{"pd_upper zero, then a bad checksum on re-read", Verifier{}, upperZero, serve(bad), result{1, []uint32{blk}, 1, nil}},
+		{"pd_upper zero with LSN past backup start is skipped", Verifier{StartLSN: lsn}, upperZero, serve(upperZero), result{}},
 		{"truncated before the re-read", Verifier{}, bad, func(uint32, []byte) error { return io.EOF }, result{rereads: 1}},
 	}
 	for _, tt := range tests {
@@ -368,7 +409,8 @@ func (pc *pgCluster) testFileRules(t *testing.T) {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		if got.count != tt.want.count || !slices.Equal(got.blocks, tt.want.blocks) || got.rereads != tt.want.rereads {
+		if got.count != tt.want.count || !slices.Equal(got.blocks, tt.want.blocks) || got.rereads != tt.want.rereads ||
+			!slices.Equal(got.newPages, tt.want.newPages) {
 			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
 		}
 	}

@@ -93,6 +93,8 @@ type File struct {
 	blockBase  uint32 // segno × blocks per segment
 	failures   int64
 	blocks     []uint32
+	newData    int64    // pages with pd_upper == 0 that are not all zeros
+	newBlocks  []uint32 // their block numbers (at most MaxFailedBlocks)
 	partial    bool
 	partialBlk uint32
 	rereads    int64
@@ -110,6 +112,7 @@ func (f *File) Reset(v *Verifier, segno uint32) {
 		// uint32 arithmetic wraps exactly as PostgreSQL's BlockNumber does.
 		blockBase: segno * segBlocks,
 		blocks:    f.blocks[:0],
+		newBlocks: f.newBlocks[:0],
 	}
 }
 
@@ -137,7 +140,8 @@ func (f *File) Check(chunk []byte, firstBlock uint32, reread func(blkno uint32, 
 	for i := 0; i < n; i++ {
 		page := chunk[i*BlockSize : (i+1)*BlockSize : (i+1)*BlockSize]
 		blk := firstBlock + uint32(i)
-		if f.pageOK(page, blk) {
+		v := f.verdict(page, blk)
+		if v == pageGood {
 			continue
 		}
 		if reread != nil {
@@ -148,9 +152,16 @@ func (f *File) Check(chunk []byte, firstBlock uint32, reread func(blkno uint32, 
 				}
 				return fmt.Errorf("re-read block %d to verify its checksum: %w", blk, err)
 			}
-			if f.pageOK(page, blk) {
+			if v = f.verdict(page, blk); v == pageGood {
 				continue
 			}
+		}
+		if v == pageNewWithData {
+			f.newData++
+			if len(f.newBlocks) < MaxFailedBlocks {
+				f.newBlocks = append(f.newBlocks, blk)
+			}
+			continue
 		}
 		f.failures++
 		if len(f.blocks) < MaxFailedBlocks {
@@ -164,25 +175,41 @@ func (f *File) Check(chunk []byte, firstBlock uint32, reread func(blkno uint32, 
 	return nil
 }
 
-// pageOK reports whether a page passes: skipped by the rules, or its checksum
-// matches.
+type pageVerdict uint8
+
+const (
+	pageGood        pageVerdict = iota
+	pageBadChecksum             // a checksum failure, as PostgreSQL counts them
+	pageNewWithData             // pd_upper == 0 but not all zeros
+)
+
+// verdict judges one page: skipped by the rules or its checksum matches
+// (good), a checksum mismatch, or a "new" page that holds data.
 //
 // A page is skipped when it is all zeros (allocated, never written: it has
 // no checksum yet) or when its LSN is at or past the backup start (WAL replay
-// rewrites it). PostgreSQL's backup skips any page with pd_upper == 0
-// (PageIsNew); we skip only all-zero ones and verify a page whose pd_upper is
-// zero but which holds other data. Such a page is not a valid new page: the
-// server's own read check (PageIsVerifiedExtended) accepts a pd_upper == 0
-// page only when it is entirely zero, so letting it through would hide a
-// corruption that zeroed the header.
-func (f *File) pageOK(page []byte, blk uint32) bool {
+// rewrites it). PostgreSQL 13-17's backup also skips, unverified, any page
+// with pd_upper == 0 (PageIsNew), so such a page is never one of its
+// checksum failures. We keep it apart: a page whose pd_upper is zero but
+// which holds other data is not a valid new page (the server's own read
+// check, PageIsVerifiedExtended, accepts pd_upper == 0 only on an all-zero
+// page), so it is what a zeroed page header looks like, and it is reported
+// on its own (NewPagesWithData) rather than hidden or counted as what
+// PostgreSQL would not count.
+func (f *File) verdict(page []byte, blk uint32) pageVerdict {
 	if IsAllZero(page) {
-		return true
+		return pageGood
 	}
 	if f.startLSN != 0 && PageLSN(page) >= f.startLSN {
-		return true
+		return pageGood
 	}
-	return Checksum(page, f.blockBase+blk) == StoredChecksum(page)
+	if IsNew(page) {
+		return pageNewWithData
+	}
+	if Checksum(page, f.blockBase+blk) == StoredChecksum(page) {
+		return pageGood
+	}
+	return pageBadChecksum
 }
 
 // Failures returns the number of pages that failed verification and their
@@ -190,6 +217,14 @@ func (f *File) pageOK(page []byte, blk uint32) bool {
 // MaxFailedBlocks of them). The slice belongs to f until the next Reset.
 func (f *File) Failures() (count int64, blocks []uint32) {
 	return f.failures, f.blocks
+}
+
+// NewPagesWithData returns the number of pages whose header marks them new
+// (pd_upper == 0) although they are not all zeros, and their segment-local
+// block numbers (at most MaxFailedBlocks). They are not in Failures, which
+// counts what PostgreSQL counts. The slice belongs to f until the next Reset.
+func (f *File) NewPagesWithData() (count int64, blocks []uint32) {
+	return f.newData, f.newBlocks
 }
 
 // Partial reports whether Check met a partial page, and at which block:
