@@ -64,7 +64,7 @@ func TestPageFindingsAsPgBasebackup(t *testing.T) {
 		t.Fatalf("heap has %d bytes, want 10 pages", len(data))
 	}
 	page := func(n int) []byte { return data[n*pagecheck.BlockSize : (n+1)*pagecheck.BlockSize] }
-	page(4)[5000] ^= 0xff                        // bad checksum
+	page(4)[5000] ^= 0xff                          // bad checksum
 	binary.NativeEndian.PutUint16(page(2)[14:], 0) // pd_upper zeroed, data kept
 	clear(page(6)[:24])                            // whole header zeroed
 	if err := os.WriteFile(path, data, 0o600); err != nil {
