@@ -66,6 +66,10 @@ type Options struct {
 	UploadContext context.Context
 	// Now returns the current time (tests may fix it).
 	Now func() time.Time
+
+	// afterDiscovery, if set, runs once the tablespaces are listed (tests:
+	// drop one in the window basebackup.c tolerates).
+	afterDiscovery func()
 }
 
 // Progress is shared with whoever displays progress.
@@ -299,6 +303,9 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	archives, skipContents, err := r.discoverTablespaces(ctx, s, pgdata, info, control)
 	if err != nil {
 		return nil, err
+	}
+	if opts.afterDiscovery != nil {
+		opts.afterDiscovery()
 	}
 	if rel := statsTempRel(info.StatsTempDir, pgdata); rel != "" {
 		skipContents[rel] = "stats_temp_directory"
@@ -569,13 +576,22 @@ func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata 
 		}
 		link := filepath.Join(tblspc, de.Name())
 		target, err := os.Readlink(link)
+		if errors.Is(err, fs.ErrNotExist) {
+			r.logger.Info("tablespace dropped during the backup", "oid", de.Name())
+			continue
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("read tablespace link %s: %w", link, err)
 		}
 		if !filepath.IsAbs(target) {
 			target = filepath.Join(tblspc, target)
 		}
-		if _, err := os.Stat(filepath.Join(target, versionDir)); err != nil {
+		if _, err := os.Stat(filepath.Join(target, versionDir)); errors.Is(err, fs.ErrNotExist) {
+			// Dropped between listing pg_tblspc and now: basebackup.c
+			// archives it empty; WAL replay drops it on the restored
+			// cluster.
+			r.logger.Info("tablespace dropped during the backup: archived empty", "oid", de.Name(), "location", target)
+		} else if err != nil {
 			return nil, nil, fmt.Errorf("tablespace %s at %s: %w", de.Name(), target, err)
 		}
 		if real, err := filepath.EvalSymlinks(target); err == nil {

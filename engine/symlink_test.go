@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -102,4 +103,91 @@ func TestSymlinkedExcludedDirectories(t *testing.T) {
 	if n := restored.QueryString("postgres", "SELECT count(*)::text FROM pg_replication_slots"); n != "0" {
 		t.Errorf("restored cluster has %s replication slots, want none", n)
 	}
+}
+
+// TestTablespaceDroppedDuringBackup: a tablespace dropped after the backup
+// listed pg_tblspc is archived empty, as basebackup.c does; it used to abort
+// the whole backup. The backup restores and starts (WAL replay drops the
+// tablespace again).
+func TestTablespaceDroppedDuringBackup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	c := pgtest.New(t, pgtest.Options{})
+	loc := filepath.Join(pgtest.TempDir(t, "ts-"), "dropme")
+	if err := os.Mkdir(loc, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, loc)
+	}
+	c.Exec("postgres", "CREATE TABLESPACE dropme LOCATION '"+loc+"'")
+	c.Exec("postgres", "CREATE TABLE kept AS SELECT g FROM generate_series(1, 1000) g")
+	oid := c.QueryString("postgres", "SELECT oid::text FROM pg_tablespace WHERE spcname = 'dropme'")
+
+	dir := pgtest.TempDir(t, "bucket-")
+	store, err := storage.Open(context.Background(), "file://"+dir, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	z, _ := codec.Lookup("zstd")
+	logger := slog.New(slog.NewTextHandler(logWriter{t}, nil))
+	opts := engine.Options{DSN: c.ConnString("postgres"), Fast: true, IncludeWAL: true, Jobs: 2, Codec: z, ToolVersion: "test", Logger: logger}
+	dropped := false
+	engine.SetAfterDiscovery(&opts, func() {
+		c.Exec("postgres", "DROP TABLESPACE dropme")
+		dropped = true
+	})
+	m, err := engine.Backup(context.Background(), store, uploader.New(store, uploader.Options{Codec: z}), opts)
+	if err != nil {
+		t.Fatalf("backup with a tablespace dropped meanwhile: %v", err)
+	}
+	if !dropped {
+		t.Fatal("the tablespace was not dropped during the backup")
+	}
+	if _, err := os.Stat(filepath.Join(loc, "PG_"+strconv.Itoa(c.Version()))); err == nil {
+		t.Fatal("the tablespace directory still exists")
+	}
+	found := false
+	for _, ts := range m.Tablespaces {
+		if strconv.FormatUint(uint64(ts.OID), 10) == oid {
+			found = true
+			if ts.Files != 0 || ts.Size != 0 {
+				t.Errorf("dropped tablespace archived with %d files, %d bytes", ts.Files, ts.Size)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("dropped tablespace %s not in the manifest (listed before the drop): %+v", oid, m.Tablespaces)
+	}
+	root := pgtest.TempDir(t, "restore-")
+	target := filepath.Join(root, "data")
+	if _, err := restore.Restore(context.Background(), store, m, restore.Options{
+		Target: target, Jobs: 2, Logger: logger,
+		TablespaceMap: map[uint32]string{uint32(mustAtoi(t, oid)): filepath.Join(root, "ts")},
+	}); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if pgtest.RunningAsRoot() {
+		// An empty archive carries no owner for the restore to give the
+		// tablespace directory; the restore runs as root here.
+		pgtest.ChownToServerUser(t, filepath.Join(root, "ts"))
+	}
+	restored := pgtest.Adopt(t, target)
+	if n := restored.QueryString("postgres", "SELECT count(*)::text FROM kept"); n != "1000" {
+		t.Errorf("restored table has %s rows, want 1000", n)
+	}
+	if n := restored.QueryString("postgres", "SELECT count(*)::text FROM pg_tablespace WHERE spcname = 'dropme'"); n != "0" {
+		t.Errorf("restored cluster still has the dropped tablespace")
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

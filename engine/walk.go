@@ -75,6 +75,11 @@ func (w *walker) walk(ctx context.Context, start string, visit func(*entry) erro
 	pending := []string{start}
 	if start != "" {
 		info, err := os.Lstat(filepath.Join(w.root, start))
+		if errors.Is(err, fs.ErrNotExist) && w.inTablespace {
+			// The tablespace was dropped after it was listed: not an
+			// error, it is archived empty (basebackup.c sendTablespace).
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("stat %s: %w", filepath.Join(w.root, start), err)
 		}
