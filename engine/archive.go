@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -122,7 +123,11 @@ func (p *partWriter) ensure(ctx context.Context, size int64) error {
 		return fmt.Errorf("open %s: %w", key, err)
 	}
 	p.obj = obj
-	p.tw = tar.NewWriter(obj)
+	var out io.Writer = obj
+	if p.run.limiter != nil {
+		out = &throttledWriter{ctx: ctx, lim: p.run.limiter, w: obj}
+	}
+	p.tw = tar.NewWriter(out)
 	return nil
 }
 

@@ -113,16 +113,6 @@ type backupRun struct {
 
 func (r *backupRun) objectKey(name string) string { return r.store.BackupKey(r.id, name) }
 
-func (r *backupRun) throttle(ctx context.Context, n int) error {
-	if r.limiter == nil {
-		return nil
-	}
-	if err := r.limiter.WaitN(ctx, n); err != nil {
-		return fmt.Errorf("throttle: %w", err)
-	}
-	return nil
-}
-
 func (r *backupRun) addChecksumFailure(path string, count int64, blocks []uint32) {
 	r.logger.Warn("page checksum verification failed", "file", path, "failures", count, "blocks", formatBlocks(blocks))
 	r.mu.Lock()
@@ -212,7 +202,7 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 		progress:        opts.Progress,
 	}
 	if opts.MaxRate > 0 {
-		run.limiter = rate.NewLimiter(rate.Limit(opts.MaxRate), chunkSize)
+		run.limiter = newThrottle(opts.MaxRate)
 	}
 	if s.info.DataChecksums && opts.NoVerifyChecksums {
 		run.logger.Info("page checksum verification disabled (--no-verify-checksums)")

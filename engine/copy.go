@@ -139,9 +139,6 @@ func (w *worker) copyData(ctx context.Context, pw *partWriter, f *os.File, e *en
 				return 0, fmt.Errorf("verify page checksums of %s: %w", e.src, err)
 			}
 		}
-		if err := w.run.throttle(ctx, len(chunk)); err != nil {
-			return 0, err
-		}
 		w.crc.Write(chunk)
 		if _, err := pw.Write(chunk); err != nil {
 			return 0, fmt.Errorf("archive %s: %w", e.src, err)
