@@ -62,6 +62,13 @@ func (a *archive) addFile(size int64) {
 	a.files++
 }
 
+// dataSize is the bytes of file data stored so far.
+func (a *archive) dataSize() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.size
+}
+
 // manifestEntry describes the archive for manifest.json; object keys are
 // relative to the backup's directory.
 func (a *archive) manifestEntry(backupDir string) manifest.Tablespace {

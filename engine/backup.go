@@ -347,6 +347,8 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		if err := r.copyArchive(ctx, s, a, walkers[a], workers); err != nil {
 			return nil, err
 		}
+		// Files grew, shrank, appeared or vanished since the estimate.
+		r.progress.AddTotal(a.dataSize() - a.estimate)
 	}
 
 	// pg_control last: after every other file of the data directory.
@@ -373,6 +375,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	r.logger.Info("backup stopped", "stop_lsn", stop.LSN.String(), "timeline", tli)
 
 	r.progress.SetPhase("finish")
+	r.progress.AddTotal(finalPartEstimate(stop, startLSN, info.WALSegmentSize, opts.IncludeWAL))
 	if err := r.writeFinalPart(ctx, base, pgdata, controlInfo, controlBytes, stop, tli, startLSN, info); err != nil {
 		return nil, err
 	}
@@ -427,6 +430,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	if _, err := r.up.Put(r.uploadCtx, key, data, "application/json"); err != nil {
 		return nil, fmt.Errorf("upload %s: %w", key, err)
 	}
+	r.progress.Finish()
 	r.progress.SetPhase("done")
 	return m, nil
 }

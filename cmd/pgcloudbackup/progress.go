@@ -28,6 +28,7 @@ func startProgress(g *globalOptions, p *progress.Counter, enabled bool) (stop fu
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	start := time.Now()
+	est := &etaEstimator{}
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(interval)
@@ -36,16 +37,16 @@ func startProgress(g *globalOptions, p *progress.Counter, enabled bool) (stop fu
 			select {
 			case <-done:
 				if tty {
-					fmt.Fprint(g.stderr, "\r"+progressLine(p, start)+"\n")
+					fmt.Fprint(g.stderr, "\r"+progressLine(p, start, est, time.Now())+"\n")
 				} else {
-					logProgress(g, p)
+					logProgress(g, p, est, time.Now())
 				}
 				return
-			case <-t.C:
+			case now := <-t.C:
 				if tty {
-					fmt.Fprint(g.stderr, "\r"+progressLine(p, start))
+					fmt.Fprint(g.stderr, "\r"+progressLine(p, start, est, now))
 				} else {
-					logProgress(g, p)
+					logProgress(g, p, est, now)
 				}
 			}
 		}
@@ -56,9 +57,42 @@ func startProgress(g *globalOptions, p *progress.Counter, enabled bool) (stop fu
 	}
 }
 
-func logProgress(g *globalOptions, p *progress.Counter) {
+func logProgress(g *globalOptions, p *progress.Counter, est *etaEstimator, now time.Time) {
 	d, total, phase := p.Snapshot()
-	g.logger.Info("progress", "phase", phase, "done", d, "total", total, "percent", percent(d, total))
+	args := []any{"phase", phase, "done", d, "total", total, "percent", percent(d, total)}
+	if eta, ok := est.eta(d, total, now); ok {
+		args = append(args, "eta", humanDuration(eta))
+	}
+	g.logger.Info("progress", args...)
+}
+
+// etaEstimator predicts the time left from the rate since the first bytes
+// were done (not since the start: a spread checkpoint may take minutes
+// before any byte is copied).
+type etaEstimator struct {
+	t0 time.Time
+	d0 int64
+}
+
+// eta returns the estimated time left, ok false while it cannot be told.
+func (e *etaEstimator) eta(done, total int64, now time.Time) (time.Duration, bool) {
+	if done <= 0 {
+		return 0, false
+	}
+	if e.t0.IsZero() {
+		e.t0, e.d0 = now, done
+		return 0, false
+	}
+	if done >= total {
+		return 0, true
+	}
+	elapsed := now.Sub(e.t0)
+	if elapsed < time.Second || done <= e.d0 {
+		return 0, false
+	}
+	rate := float64(done-e.d0) / elapsed.Seconds()
+	left := time.Duration(float64(total-done) / rate * float64(time.Second))
+	return left.Round(time.Second), true
 }
 
 func percent(done, total int64) int {
@@ -72,11 +106,15 @@ func percent(done, total int64) int {
 	return p
 }
 
-func progressLine(p *progress.Counter, start time.Time) string {
+func progressLine(p *progress.Counter, start time.Time, est *etaEstimator, now time.Time) string {
 	done, total, phase := p.Snapshot()
 	pct := percent(done, total)
 	const width = 30
 	bar := strings.Repeat("=", pct*width/100) + strings.Repeat(" ", width-pct*width/100)
-	rate := float64(done) / time.Since(start).Seconds() / (1 << 20)
-	return fmt.Sprintf("[%s] %3d%% %s/%s %.0f MiB/s %-10s", bar, pct, humanBytes(done), humanBytes(total), rate, phase)
+	rate := float64(done) / now.Sub(start).Seconds() / (1 << 20)
+	eta := "ETA --"
+	if left, ok := est.eta(done, total, now); ok {
+		eta = "ETA " + humanDuration(left)
+	}
+	return fmt.Sprintf("[%s] %3d%% %s/%s %.0f MiB/s %-10s %-10s", bar, pct, humanBytes(done), humanBytes(total), rate, eta, phase)
 }
