@@ -107,10 +107,16 @@ func checkPostmaster(dir string, srv postmasterIdentity, addr string) error {
 	}
 	// A copy of a running data directory (cp -a, rsync) carries the
 	// original's postmaster.pid: it names the original's directory.
-	if named, err := os.Stat(pf.DataDir); err == nil {
-		if here, err := os.Stat(dir); err == nil && !os.SameFile(named, here) {
-			return notOurs(fmt.Sprintf("its postmaster.pid belongs to the server of %s", pf.DataDir))
-		}
+	named, err := os.Stat(pf.DataDir)
+	if err != nil {
+		// The server sees its directory under another path (it runs in
+		// a container with the directory mounted elsewhere): neither the
+		// path nor the PID (another PID namespace) can be checked from
+		// here; port and start time have matched.
+		return nil
+	}
+	if here, err := os.Stat(dir); err == nil && !os.SameFile(named, here) {
+		return notOurs(fmt.Sprintf("its postmaster.pid belongs to the server of %s", pf.DataDir))
 	}
 	if pf.PID > 0 && !processExists(pf.PID) {
 		return notOurs(fmt.Sprintf("its postmaster.pid names process %d, which is not running (a stale file)", pf.PID))

@@ -113,4 +113,30 @@ func TestCheckPostmasterStartTime(t *testing.T) {
 	if err := checkPostmaster(dir, postmasterIdentity{Port: 5433, StartTime: srv.StartTime}, "test"); err == nil {
 		t.Error("a port mismatch passed")
 	}
+	pidFileWith := func(pid, dataDir string) {
+		content := pid + "\n" + dataDir + "\n" + strconv.FormatInt(start.Unix(), 10) + "\n5432\n/tmp\n"
+		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A dead PID naming this directory: a stale file.
+	pidFileWith("2147483646", dir)
+	if err := checkPostmaster(dir, srv, "test"); err == nil || failure.KindOf(err) != failure.Precondition {
+		t.Errorf("stale postmaster.pid: %v, want a precondition error", err)
+	}
+	// The server in a container sees its directory under a path that does
+	// not exist here, and its PID is in another namespace: port and start
+	// time decide.
+	pidFileWith("2147483646", "/var/lib/postgresql/data-not-here")
+	if err := checkPostmaster(dir, srv, "test"); err != nil {
+		t.Errorf("postmaster.pid written in a container: %v", err)
+	}
+	for _, bad := range []string{"", "garbage", "12\n/x\nnot-a-time\n5432\n", "12\n/x\n1700000000\nport\n"} {
+		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkPostmaster(dir, srv, "test"); err == nil || failure.KindOf(err) != failure.Precondition {
+			t.Errorf("postmaster.pid %q: %v, want a precondition error", bad, err)
+		}
+	}
 }
