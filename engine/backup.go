@@ -154,6 +154,9 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	if opts.Codec == nil {
 		return nil, errors.New("engine: no codec given")
 	}
+	if err := CheckLabel(opts.Label); err != nil {
+		return nil, err
+	}
 	if opts.UploadContext == nil {
 		opts.UploadContext = context.WithoutCancel(ctx)
 	}

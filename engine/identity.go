@@ -130,3 +130,19 @@ func processExists(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
+
+// maxLabelBytes is PostgreSQL's limit on a backup label (MAXPGPATH).
+const maxLabelBytes = 1024
+
+// CheckLabel refuses, before connecting, a label the server would refuse
+// after its checkpoint (too long) or one that would add lines to
+// backup_label (a line break before "START TIMELINE:").
+func CheckLabel(label string) error {
+	if len(label) > maxLabelBytes {
+		return failure.New(failure.Usage, "backup label is %d bytes long: PostgreSQL takes at most %d", len(label), maxLabelBytes)
+	}
+	if strings.ContainsAny(label, "\n\r") {
+		return failure.New(failure.Usage, "backup label must be one line")
+	}
+	return nil
+}

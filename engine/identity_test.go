@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 )
@@ -139,4 +140,32 @@ func TestCheckPostmasterStartTime(t *testing.T) {
 			t.Errorf("postmaster.pid %q: %v, want a precondition error", bad, err)
 		}
 	}
+}
+
+// TestCheckLabel: a label PostgreSQL would refuse after its checkpoint (over
+// 1024 bytes; it used to fail with exit 1 after connecting), or one that
+// would add lines to backup_label, is a usage error found before anything
+// is touched.
+func TestCheckLabel(t *testing.T) {
+	if err := CheckLabel(strings.Repeat("é", 512)); err != nil {
+		t.Errorf("1024-byte label refused: %v", err)
+	}
+	for _, l := range []string{strings.Repeat("x", 1025), "nightly\nSTART TIMELINE: 9", "a\rb"} {
+		if err := CheckLabel(l); err == nil || failure.KindOf(err) != failure.Usage {
+			t.Errorf("label %.20q: %v, want a usage error", l, err)
+		}
+	}
+	// Refused before connecting: the DSN points nowhere.
+	opts := Options{DSN: "host=/nonexistent port=1", Label: strings.Repeat("x", 1025), Codec: backupCodec(t)}
+	if _, err := Backup(context.Background(), memStore(t), nil, opts); err == nil || failure.KindOf(err) != failure.Usage {
+		t.Errorf("Backup with a long label: %v, want a usage error before connecting", err)
+	}
+}
+
+func backupCodec(t *testing.T) codec.Codec {
+	c, err := codec.Lookup("none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -77,7 +77,7 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := checkLabel(f.label); err != nil {
+	if err := engine.CheckLabel(f.label); err != nil {
 		return err
 	}
 	if err := checkJobs(f.jobs); err != nil {

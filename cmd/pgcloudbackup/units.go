@@ -103,15 +103,3 @@ func parseSize(s string) (int64, error) {
 	}
 	return v * mult, nil
 }
-
-// maxLabelBytes is PostgreSQL's limit on a backup label (MAXPGPATH): a
-// longer one fails pg_backup_start after the checkpoint was requested.
-const maxLabelBytes = 1024
-
-// checkLabel refuses, before anything is touched, a label the server would.
-func checkLabel(label string) error {
-	if len(label) > maxLabelBytes {
-		return usageError("--label is %d bytes long: PostgreSQL takes at most %d", len(label), maxLabelBytes)
-	}
-	return nil
-}

@@ -44,13 +44,3 @@ func TestSizeFlagsNeverWrap(t *testing.T) {
 		}
 	}
 }
-
-func TestLabelLength(t *testing.T) {
-	if err := checkLabel(strings.Repeat("é", 512)); err != nil {
-		t.Errorf("1024-byte label refused: %v", err)
-	}
-	err := checkLabel(strings.Repeat("x", 1025))
-	if err == nil || !isUsage(err) || !strings.Contains(err.Error(), "1025 bytes") {
-		t.Errorf("1025-byte label: %v, want a usage error", err)
-	}
-}
