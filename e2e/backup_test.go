@@ -232,6 +232,10 @@ func TestBackupPreconditions(t *testing.T) {
 	other := pgtest.New(t, pgtest.Options{})
 	minimal := pgtest.New(t, pgtest.Options{Conf: map[string]string{"wal_level": "minimal", "max_wal_senders": "0"}})
 	bucket := "file://" + pgtest.TempDir(t, "bucket-")
+	// Usage errors are found before anything is touched: this bucket stays
+	// empty and the server sees no backup.
+	untouchedDir := pgtest.TempDir(t, "untouched-")
+	untouched := "file://" + untouchedDir
 
 	cases := []struct {
 		name     string
@@ -249,6 +253,10 @@ func TestBackupPreconditions(t *testing.T) {
 		{"bad bucket URL", c.Env(), []string{"backup", "--bucket", "ftp://x"}, 2, "ftp"},
 		{"bad max-rate", c.Env(), []string{"backup", "--bucket", bucket, "--max-rate", "10"}, 2, "out of range"},
 		{"bad compression", c.Env(), []string{"backup", "--bucket", bucket, "--compression", "brotli"}, 2, "brotli"},
+		{"max-rate overflow", c.Env(), []string{"backup", "--bucket", untouched, "--max-rate", "17592186044417M"}, 2, "--max-rate \"17592186044417M\" is out of range: 32k to 1024M"},
+		{"part-size overflow", c.Env(), []string{"backup", "--bucket", untouched, "--part-size", "17179869185G"}, 2, "--part-size \"17179869185G\" is out of range: 1 to 5GiB"},
+		{"part-size wraps negative", c.Env(), []string{"backup", "--bucket", untouched, "--part-size", "9223372036854775807GiB"}, 2, "out of range: 1 to 5GiB"},
+		{"label too long", c.Env(), []string{"backup", "--bucket", untouched, "--label", strings.Repeat("L", 1025)}, 2, "at most 1024"},
 		{"unknown flag", c.Env(), []string{"backup", "--bucket", bucket, "--frobnicate"}, 2, "frobnicate"},
 		{"unknown command", c.Env(), []string{"backpu"}, 2, "backpu"},
 	}
@@ -256,6 +264,9 @@ func TestBackupPreconditions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			assertOneLineError(t, cli(t, tc.env, tc.args...), tc.code, tc.contains)
 		})
+	}
+	if ents, err := os.ReadDir(untouchedDir); err != nil || len(ents) != 0 {
+		t.Errorf("usage errors touched the bucket: %v %v", ents, err)
 	}
 	// A password never shows, whatever fails.
 	for _, dsn := range []string{
