@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -22,9 +23,14 @@ func TestMaxRateCountsEveryByte(t *testing.T) {
 	}
 	c := pgtest.New(t, pgtest.Options{})
 	// 20,000 files of 100 bytes: 2 MB of data, 20 MB of tar (the rest of
-	// the cluster is about 23 MB).
+	// the cluster is about 23 MB). PGCLOUDBACKUP_MAXRATE_KFILES=100 makes
+	// it the 100,000-file measurement of issue 13.
+	kfiles := 20
+	if v, err := strconv.Atoi(os.Getenv("PGCLOUDBACKUP_MAXRATE_KFILES")); err == nil && v > 0 {
+		kfiles = v
+	}
 	junk := filepath.Join(c.DataDir, "many_small_files")
-	for d := 0; d < 20; d++ {
+	for d := 0; d < kfiles; d++ {
 		dir := filepath.Join(junk, fmt.Sprint(d))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
