@@ -20,8 +20,12 @@ demo: build
 
 # Installs what the tests need (PostgreSQL server binaries, zstd/lz4 CLIs,
 # MinIO, fake-gcs-server, Azurite), then vets and runs every test.
+# Every package runs under the race detector, e2e included (its test code:
+# fault proxy, output readers); the binary e2e runs is built without it, so
+# the slow end-to-end cases cost little more. RACE= turns it off.
+RACE ?= -race
 test: deps vet
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test $(RACE) -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Fast tests only (no servers): what a laptop without them can run.
 test-unit:

@@ -12,7 +12,6 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
-	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // TestCatalog manages real backups the way a scheduled job and an operator
@@ -40,7 +39,7 @@ func TestCatalog(t *testing.T) {
 	newest := made[3]
 	// A crashed backup's leftover (no manifest.json), last written three
 	// days ago, and one written just now, as if running.
-	crashed, running := "20200101T000000Z", storage.NewBackupID(time.Now())+"-9"
+	crashed, running := "20200101T000000Z", time.Now().UTC().Format("20060102T150405Z")+"-9"
 	crashedTime := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
 	writeObject(t, dir, crashed, []byte("partial archive"), crashedTime)
 	writeObject(t, dir, running, []byte("growing archive"), time.Now())
@@ -60,9 +59,10 @@ func TestCatalog(t *testing.T) {
 			t.Fatalf("want header, 4 backups, a note:\n%s", r.stdout)
 		}
 		for i, m := range []*manifest.Backup{made[3], made[2], made[1], made[0]} {
-			if f := strings.Fields(lines[i+1]); f[0] != m.ID || !strings.Contains(lines[i+1], m.Label) ||
-				!strings.Contains(lines[i+1], " "+m.StopLSN.String()+" ") {
-				t.Errorf("row %d, want %s (%s, stop LSN %s): %q", i+1, m.ID, m.Label, m.StopLSN, lines[i+1])
+			stop := rawManifest(t, filepath.Join(dir, "backups", m.ID, "manifest.json"))["stop_lsn"].(string)
+			if f := strings.Fields(lines[i+1]); f[0] != m.ID || !strings.Contains(lines[i+1], fmt.Sprintf("e2e %d", 4-i)) ||
+				!strings.Contains(lines[i+1], " "+stop+" ") {
+				t.Errorf("row %d, want %s (e2e %d, stop LSN %s): %q", i+1, m.ID, 4-i, stop, lines[i+1])
 			}
 		}
 		if strings.Contains(r.stdout, crashed) || !strings.Contains(lines[5], "2 incomplete") {
@@ -76,10 +76,13 @@ func TestCatalog(t *testing.T) {
 		}
 		for i, e := range list {
 			m := made[3-i]
+			// Expected values from manifest.json as stored, read as plain
+			// JSON: none computed by our manifest package.
+			raw := rawManifest(t, filepath.Join(dir, "backups", m.ID, "manifest.json"))
 			want := map[string]any{
-				"id": m.ID, "status": "complete", "label": m.Label, "pg_version": serverVersion,
-				"system_identifier": systemID, "start_lsn": m.StartLSN.String(), "stop_lsn": m.StopLSN.String(),
-				"size": float64(m.TotalSize()), "wal_included": false, "checksums_verified": true,
+				"id": m.ID, "status": "complete", "label": fmt.Sprintf("e2e %d", 4-i), "pg_version": serverVersion,
+				"system_identifier": systemID, "start_lsn": raw["start_lsn"], "stop_lsn": raw["stop_lsn"],
+				"size": rawDataSize(t, raw), "wal_included": false, "checksums_verified": true,
 				"checksum_failures": 0.0, "compression": "zstd",
 				"objects":     float64(len(listFiles(t, filepath.Join(dir, "backups", m.ID)))),
 				"stored_size": float64(dirBytes(t, filepath.Join(dir, "backups", m.ID))),
@@ -115,12 +118,13 @@ func TestCatalog(t *testing.T) {
 	})
 
 	t.Run("show", func(t *testing.T) {
+		newestRaw := rawManifest(t, filepath.Join(dir, "backups", newest.ID, "manifest.json"))
 		r := run("show", "latest")
 		if r.code != 0 {
 			t.Fatal(r)
 		}
 		for _, want := range []string{
-			"backup " + newest.ID + " (complete)", newest.StartLSN.String(), newest.StopLSN.String(),
+			"backup " + newest.ID + " (complete)", newestRaw["start_lsn"].(string), newestRaw["stop_lsn"].(string),
 			"system identifier:  " + systemID, "PostgreSQL:         " + serverVersion, "WAL included:       no",
 			"page checksums:     verified, no failures", newest.Tablespaces[0].Objects[0].Key,
 		} {
@@ -129,7 +133,7 @@ func TestCatalog(t *testing.T) {
 			}
 		}
 		r = run("show", "latest", "--json")
-		if stored := string(mustRead(t, filepath.Join(dir, "backups", newest.ID, storage.ManifestName))); r.stdout != stored {
+		if stored := string(mustRead(t, filepath.Join(dir, "backups", newest.ID, "manifest.json"))); r.stdout != stored {
 			t.Errorf("show --json differs from manifest.json:\n%s", r.stdout)
 		}
 		if r = run("show", made[0].ID); r.code != 0 || !strings.Contains(r.stdout, "label:              e2e 1") {
@@ -270,4 +274,32 @@ func sameSet(a, b string) bool {
 	sort.Strings(x)
 	sort.Strings(y)
 	return strings.Join(x, " ") == strings.Join(y, " ")
+}
+
+// rawManifest reads a manifest.json as plain JSON.
+func rawManifest(t *testing.T, path string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(mustRead(t, path), &m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return m
+}
+
+// rawDataSize sums the "size" of every tablespace of a raw manifest.json.
+func rawDataSize(t *testing.T, m map[string]any) float64 {
+	t.Helper()
+	spcs, ok := m["tablespaces"].([]any)
+	if !ok || len(spcs) == 0 {
+		t.Fatalf("manifest.json has no tablespaces: %v", m)
+	}
+	var n float64
+	for _, s := range spcs {
+		size, ok := s.(map[string]any)["size"].(float64)
+		if !ok || size <= 0 {
+			t.Fatalf("tablespace without a size: %v", s)
+		}
+		n += size
+	}
+	return n
 }

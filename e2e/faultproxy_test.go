@@ -70,13 +70,13 @@ func startFaultProxy(t *testing.T, m *testsvc.MinIO, f fault) *faultProxy {
 		if p.fault != nil {
 			act = p.fault(c)
 		}
+		// Under the lock: Calls copies the records while requests run.
+		c.Injected = act.drop || act.status != 0
 		p.mu.Unlock()
 		switch {
 		case act.drop:
-			c.Injected = true
 			dropConnection(t, w, r)
 		case act.status != 0:
-			c.Injected = true
 			_, _ = io.Copy(io.Discard, r.Body)
 			c.setStatus(&p.mu, act.status)
 			w.Header().Set("Content-Type", "application/xml")

@@ -75,9 +75,7 @@ func TestMinIOOverTLS(t *testing.T) {
 	if keys := listKeys(t, m, bucket, ""); !slices.Equal(keys, stored) {
 		t.Errorf("objects in the bucket changed by failed backups: %v, before %v", keys, stored)
 	}
-	if n := c.QueryString("postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'pgcloudbackup'"); n != "0" {
-		t.Errorf("%s backup sessions still open", n)
-	}
+	assertNoBackupSessions(t, c)
 }
 
 // storedManifest is what these checks read of manifest.json: the documented

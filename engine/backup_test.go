@@ -324,18 +324,21 @@ func TestBackupServerStopsMidway(t *testing.T) {
 	}
 	c := pgtest.New(t, pgtest.Options{})
 	c.Pgbench(2)
-	store := memStore(t)
+	inner, faults, store := observedMemStore()
 	opts := backupOptions(t, c)
 	opts.MaxRate = 2 << 20 // ~15 s for this cluster: time to stop the server
+	errc := make(chan error, 1)
 	go func() {
-		time.Sleep(2 * time.Second)
-		c.Crash()
+		_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+		errc <- err
 	}()
-	_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	waitForUploadedBytes(t, faults, errc)
+	c.Crash()
+	err := <-errc
 	if err == nil || !strings.Contains(err.Error(), "lost the backup session") {
 		t.Fatalf("backup error = %v, want the lost session", err)
 	}
-	assertEmptyBucket(t, store.Bucket)
+	assertEmptyBucket(t, inner)
 }
 
 func TestBackupCancelled(t *testing.T) {
@@ -344,17 +347,53 @@ func TestBackupCancelled(t *testing.T) {
 	}
 	c := pgtest.New(t, pgtest.Options{})
 	c.Pgbench(2)
-	store := memStore(t)
+	inner, faults, store := observedMemStore()
 	opts := backupOptions(t, c)
 	opts.MaxRate = 2 << 20
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(2*time.Second, cancel)
-	_, err := Backup(ctx, store, newUploader(store, opts.Codec), opts)
-	if !errors.Is(err, context.Canceled) {
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Backup(ctx, store, newUploader(store, opts.Codec), opts)
+		errc <- err
+	}()
+	waitForUploadedBytes(t, faults, errc)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("backup error = %v, want cancellation", err)
 	}
-	assertEmptyBucket(t, store.Bucket)
+	assertEmptyBucket(t, inner)
 	assertNoBackupSession(t, c)
+}
+
+// observedMemStore is a mem:// store whose calls are counted (no faults),
+// so a test can see when the backup has started sending data.
+func observedMemStore() (*blob.Bucket, *faultyblob.Faults, *storage.Store) {
+	inner := memblob.OpenBucket(nil)
+	faults := &faultyblob.Faults{}
+	return inner, faults, storage.NewStore(faultyblob.New(inner, faults), "mem")
+}
+
+// waitForUploadedBytes waits until the backup has written archive bytes to
+// the bucket (so pg_backup_start has run and an upload is in flight), and
+// fails if the backup ends first.
+func waitForUploadedBytes(t *testing.T, faults *faultyblob.Faults, errc <-chan error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for faults.Calls(faultyblob.Write) == 0 {
+		select {
+		case err := <-errc:
+			t.Fatalf("backup ended (%v) before it uploaded anything", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backup uploaded nothing within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := faults.Calls(faultyblob.Close); n != 0 {
+		t.Logf("note: %d objects already closed when the fault hit", n)
+	}
 }
 
 func assertEmptyBucket(t *testing.T, b *blob.Bucket) {

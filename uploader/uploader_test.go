@@ -295,7 +295,9 @@ func TestAbortUnblocksWrite(t *testing.T) {
 	select {
 	case err := <-errc:
 		t.Fatalf("writes finished although the upload hangs: %v", err)
-	case <-time.After(200 * time.Millisecond):
+	case <-f.Stalled():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload never reached its stall")
 	}
 	cause := errors.New("operator pressed ^C")
 	aborted := make(chan struct{})

@@ -29,6 +29,7 @@ type backupFlags struct {
 	jobs              int
 	partSize          string
 	uploadConcurrency int
+	maxPartsPerObject int // hidden, for tests: forces archives to roll over into next objects
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -61,6 +62,9 @@ PGSSLMODE, ~/.pgpass) and/or --dsn.`,
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "archive parts written concurrently")
 	fl.StringVar(&f.partSize, "part-size", "", "multipart upload part size, e.g. 16MiB (default: from the archive size)")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight per archive part object")
+	// Tests make small archives roll over into several objects with it.
+	fl.IntVar(&f.maxPartsPerObject, "max-parts-per-object", 0, "multipart parts one object may have (default: the backend's limit)")
+	_ = fl.MarkHidden("max-parts-per-object")
 	return cmd
 }
 
@@ -91,6 +95,12 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		return err
 	}
 	defer store.Close()
+	if f.maxPartsPerObject < 0 {
+		return usageError("--max-parts-per-object must not be negative")
+	}
+	if f.maxPartsPerObject > 0 && (store.Limits.MaxParts == 0 || f.maxPartsPerObject < store.Limits.MaxParts) {
+		store.Limits.MaxParts = f.maxPartsPerObject
+	}
 	up := uploader.New(store, uploader.Options{
 		Codec:       c,
 		PartSize:    partSize,

@@ -31,8 +31,8 @@ func TestShowCommand(t *testing.T) {
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`^backup 20261122T020000Z \(complete\)\n`),
 		regexp.MustCompile(`label: +two tablespaces\n`),
-		regexp.MustCompile(`start: +` + regexp.QuoteMeta(formatTime(m.StartTime)) + ` UTC, LSN 0/3000028\n`),
-		regexp.MustCompile(`stop: +` + regexp.QuoteMeta(formatTime(m.StopTime)) + ` UTC, LSN 0/3000158 \(took 1m30s\)\n`),
+		regexp.MustCompile(`start: +` + regexp.QuoteMeta(m.StartTime.UTC().Format("2006-01-02 15:04:05")) + ` UTC, LSN 0/3000028\n`),
+		regexp.MustCompile(`stop: +` + regexp.QuoteMeta(m.StopTime.UTC().Format("2006-01-02 15:04:05")) + ` UTC, LSN 0/3000158 \(took 1m30s\)\n`),
 		regexp.MustCompile(`timeline: +1\n`),
 		regexp.MustCompile(`system identifier: +7312345678901234567\n`),
 		regexp.MustCompile(`PostgreSQL: +16.4 \(160004\)\n`),

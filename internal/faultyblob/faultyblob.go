@@ -38,9 +38,10 @@ const (
 // Faults says which calls fail. The zero value injects nothing; all methods
 // are safe for concurrent use, also while the bucket is in use.
 type Faults struct {
-	mu    sync.Mutex
-	calls map[Op]int
-	rules []rule
+	mu      sync.Mutex
+	calls   map[Op]int
+	rules   []rule
+	stalled chan struct{} // closed when a writer first stalls
 }
 
 type rule struct {
@@ -92,11 +93,35 @@ func (f *Faults) Calls(op Op) int {
 	return f.calls[op]
 }
 
+// Stalled returns a channel closed once a writer has hit a StallWrite mark
+// and blocks: tests wait on it instead of guessing how long that takes.
+func (f *Faults) Stalled() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stalled == nil {
+		f.stalled = make(chan struct{})
+	}
+	return f.stalled
+}
+
+func (f *Faults) markStalled() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stalled == nil {
+		f.stalled = make(chan struct{})
+	}
+	select {
+	case <-f.stalled:
+	default:
+		close(f.stalled)
+	}
+}
+
 // Reset removes every rule and zeroes the counters.
 func (f *Faults) Reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.rules, f.calls = nil, nil
+	f.rules, f.calls, f.stalled = nil, nil, nil
 }
 
 // call counts a call of op and returns its number and the error it must
@@ -306,6 +331,7 @@ func (w *writer) room(n int) int {
 // mark have gone through.
 func (w *writer) strike() error {
 	if w.fault.stall {
+		w.f.markStalled()
 		<-w.ctx.Done()
 		w.failed = w.ctx.Err()
 	} else {

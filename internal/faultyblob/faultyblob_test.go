@@ -281,8 +281,16 @@ func TestStallWrite(t *testing.T) {
 	}()
 	select {
 	case r := <-done:
-		t.Fatalf("stalled write returned early: %d, %v", r.n, r.err)
-	case <-time.After(100 * time.Millisecond):
+		t.Fatalf("stalled write returned before stalling: %d, %v", r.n, r.err)
+	case <-f.Stalled():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write never reached the stall mark")
+	}
+	// Stalled: the write blocks until its context ends.
+	select {
+	case r := <-done:
+		t.Fatalf("stalled write returned before its context ended: %d, %v", r.n, r.err)
+	default:
 	}
 	cancel()
 	r := <-done

@@ -185,10 +185,34 @@ func New(t testing.TB, opts Options) *Cluster {
 		conf[k] = v
 	}
 	c.AppendConf(conf)
-	c.Port = FreePort(t)
-	c.Start()
+	c.startOnFreePort()
 	t.Cleanup(c.stopQuietly)
 	return c
+}
+
+// startOnFreePort starts the server on a port that was free a moment ago,
+// and on a fresh one when another process took it before the server bound
+// it (up to three tries).
+func (c *Cluster) startOnFreePort() {
+	c.t.Helper()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		c.Port = FreePort(c.t)
+		if err = StartServer(c.BinDir, c.DataDir, c.Port, c.SockDir, c.LogFile); err == nil {
+			return
+		}
+		if !portTaken(err) {
+			break
+		}
+	}
+	c.t.Fatalf("%v", err)
+}
+
+// portTaken: the server could not bind its port.
+func portTaken(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "could not bind") || strings.Contains(s, "Address already in use") ||
+		strings.Contains(s, "could not create any TCP/IP sockets")
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -410,8 +434,7 @@ func Adopt(t testing.TB, dataDir string) *Cluster {
 	if err := os.Chmod(dataDir, 0o700); err != nil {
 		t.Fatalf("chmod %s: %v", dataDir, err)
 	}
-	c.Port = FreePort(t)
-	c.Start()
+	c.startOnFreePort()
 	t.Cleanup(c.stopQuietly)
 	return c
 }
