@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
@@ -52,7 +54,12 @@ func runWALFetch(ctx context.Context, g *globalOptions, f *walFetchFlags, name, 
 	if err := walarchive.CheckName(name); err != nil {
 		return err
 	}
-	store, err := g.openStore(ctx)
+	if g.bucket == "" {
+		return usageError("no bucket: give --bucket URL or set PGCLOUDBACKUP_BUCKET")
+	}
+	// Short request retries inside each of our attempts: recovery waits
+	// on this call, and a store that stays down must stop it in seconds.
+	store, err := storage.Open(ctx, g.bucket, storage.Options{Logger: g.logger, Retry: storage.Retry{MaxAttempts: 2, MaxBackoff: 2 * time.Second}})
 	if err != nil {
 		return err
 	}
