@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,14 +229,138 @@ func testPITR(t *testing.T, a *archive) {
 		})
 	}
 
+	t.Run("archive contract", func(t *testing.T) { testArchiveContract(t, env, "000000010000000000000002") })
+	if a.stop != nil {
+		t.Run("store down during recovery", func(t *testing.T) { testStoreDown(t, a, env, first.ID, "A:1000 B:500") })
+	}
+	t.Run("timelines", func(t *testing.T) { testTimelines(t, env, first.ID) })
+	// The newer backup is off timeline 2's history: named, it is refused.
+	assertOneLineError(t, cli(t, env, "restore", second.ID, "--target", filepath.Join(t.TempDir(), "x"), "--recovery"), 3, "not on the history of timeline 2")
+
 	// A backup that ended after the target cannot reach it: refused
 	// before anything is written.
 	dir := filepath.Join(t.TempDir(), "never")
-	assertOneLineError(t, cli(t, env, "restore", second.ID, "--target", dir, "--target-time", timeA), 3, "after --target-time")
+	assertOneLineError(t, cli(t, env, "restore", second.ID, "--target", dir, "--target-time", timeA), 3, "not before --target-time")
 	assertOneLineError(t, cli(t, env, "restore", "latest", "--target", dir, "--target-time", "2000-01-01T00:00:00Z"), 3, "no complete backup")
 	assertOneLineError(t, cli(t, env, "restore", "latest", "--target", dir, "--target-time", "2026-11-29 10:00"), 2, "zone")
 	assertOneLineError(t, cli(t, env, "restore", "latest", "--target", dir, "--target-xid", "5", "--target-name", "x"), 2, "at most one")
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("a refused restore created %s", dir)
 	}
+}
+
+// testArchiveContract is archive_command's contract on real archived WAL:
+// pushing a file already archived with the same content succeeds (the
+// server's retry after a crash); different content under that name fails
+// and the archived file is untouched; an absent file is exit 1, silently.
+func testArchiveContract(t *testing.T, env []string, seg string) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, seg)
+	if r := cli(t, env, "wal-fetch", seg, path); r.code != 0 {
+		t.Fatalf("wal-fetch %s: %s", seg, r)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, env, "wal-push", path)
+	if r.code != 0 || !strings.Contains(r.stderr, "already archived") {
+		t.Fatalf("second push of the same segment: %s", r)
+	}
+	bad := bytes.Clone(orig)
+	bad[len(bad)/2] ^= 0x40
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	assertOneLineError(t, cli(t, env, "wal-push", path), 1, "refusing to overwrite")
+	again := filepath.Join(dir, "again")
+	if r := cli(t, env, "wal-fetch", seg, again); r.code != 0 {
+		t.Fatalf("wal-fetch after the refused push: %s", r)
+	}
+	if got, _ := os.ReadFile(again); !bytes.Equal(got, orig) {
+		t.Fatal("the archived segment changed after a refused push")
+	}
+	r = cli(t, env, "wal-fetch", "0000000100000000000000FF", filepath.Join(dir, "absent"))
+	if r.code != 1 || r.stderr != "" || r.stdout != "" {
+		t.Fatalf("wal-fetch of an absent segment: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "absent")); !os.IsNotExist(err) {
+		t.Error("an absent fetch created its destination")
+	}
+	r = cli(t, env, "wal-fetch", "../../../etc/passwd", filepath.Join(dir, "x"))
+	if r.code != 128 || !strings.Contains(r.stderr, "not a WAL file name") {
+		t.Fatalf("wal-fetch of a path-like name: %s", r)
+	}
+}
+
+// testStoreDown: the store is unreachable when recovery needs it. The
+// server must stop with an error rather than take the end of what it could
+// read for the end of the archive and promote; once the store is back,
+// recovery completes.
+func testStoreDown(t *testing.T, a *archive, env []string, id, want string) {
+	root := pgtest.TempDir(t, "pitr-down-")
+	target := filepath.Join(root, "data")
+	if r := cli(t, env, "restore", id, "--target", target, "--recovery"); r.code != 0 {
+		t.Fatalf("restore: %s", r)
+	}
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, root)
+	}
+	a.stop()
+	bin, err := pgtest.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(root, "down.log")
+	err = pgtest.StartServer(bin, target, pgtest.FreePort(t), root, logFile)
+	logText, _ := os.ReadFile(logFile)
+	if err == nil {
+		_ = pgtest.StopServer(bin, target, "immediate")
+		t.Fatalf("the server started while the store was down:\n%s", logText)
+	}
+	for _, bad := range []string{"selected new timeline", "archive recovery complete", "ready to accept connections"} {
+		if strings.Contains(string(logText), bad) {
+			t.Fatalf("with the store down the server logged %q:\n%s", bad, logText)
+		}
+	}
+	if !strings.Contains(string(logText), "exit code 128") {
+		t.Errorf("the server log does not show wal-fetch's fatal status:\n%s", logText)
+	}
+	a.start()
+	rc := pgtest.Adopt(t, target)
+	waitQuery(t, rc, "SELECT (NOT pg_is_in_recovery())::text", "true", 120*time.Second)
+	if got := batches(t, rc); got != want {
+		t.Errorf("after the store came back: %q, want %q", got, want)
+	}
+	rc.Stop()
+}
+
+// testTimelines: a point-in-time restore promoted with --archive-mode
+// preserve archives its new timeline into the same prefix; a later restore
+// follows the history file to a point on that timeline.
+func testTimelines(t *testing.T, env []string, id string) {
+	tl2, _ := restoreAndStart(t, env, id, "--target-name", "before_b", "--target-action", "promote", "--archive-mode", "preserve")
+	if m := tl2.QueryString("postgres", "SHOW archive_mode"); m != "on" {
+		t.Fatalf("--archive-mode preserve: archive_mode %s", m)
+	}
+	if f := tl2.QueryString("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())"); !strings.HasPrefix(f, "00000002") {
+		t.Fatalf("promoted copy writes %s, want timeline 2", f)
+	}
+	batch(t, tl2, "C", 300)
+	timeC := tl2.QueryString("postgres", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+	waitQuery(t, tl2, "SELECT (clock_timestamp() > '"+timeC+"'::timestamptz + interval '10 ms')::text", "true", 10*time.Second)
+	batch(t, tl2, "D", 200)
+	switchAndWaitArchived(t, tl2)
+	tl2.Stop()
+
+	// "latest" must skip the newer backup: it ended on timeline 1 after
+	// timeline 2 forked off, so it cannot reach timeline 2.
+	rc, r := restoreAndStart(t, env, "latest", "--target-time", timeC, "--target-timeline", "latest", "--target-action", "promote")
+	if got := restoredID(t, r); got != id {
+		t.Errorf("restored backup %s, want %s (the one before the fork)", got, id)
+	}
+	if got := batches(t, rc); got != "A:1000 C:300" {
+		t.Errorf("restore to a point on timeline 2: %q, want \"A:1000 C:300\"\n%s", got, rc.Log())
+	}
+	rc.Stop()
 }

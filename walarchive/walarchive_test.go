@@ -230,3 +230,33 @@ func TestTailKeeper(t *testing.T) {
 		}
 	}
 }
+
+func TestHistory(t *testing.T) {
+	h, err := ParseHistory([]byte("1\t0/3012120\tbefore 2026-11-29 20:24:47.495185+00\n\n2\t0/5000000\tno recovery target specified\n"), 3)
+	if err != nil || len(h) != 2 || h[0].TLI != 1 || h[0].SwitchPoint != 0x3012120 || h[1].TLI != 2 {
+		t.Fatalf("ParseHistory: %+v %v", h, err)
+	}
+	for _, c := range []struct {
+		from uint32
+		stop wal.LSN
+		to   uint32
+		want bool
+	}{
+		{1, 0x3000000, 3, true},
+		{1, 0x3012120, 3, true},
+		{1, 0x4000060, 3, false}, // ended on 1 after 2 forked off
+		{2, 0x4ffffff, 3, true},
+		{2, 0x5000001, 3, false},
+		{3, 0x9000000, 3, true},
+		{4, 0x1000000, 3, false}, // a later timeline is never an ancestor
+	} {
+		if got := Reachable(c.from, c.stop, c.to, h); got != c.want {
+			t.Errorf("Reachable(%d, %s, %d) = %v", c.from, c.stop, c.to, got)
+		}
+	}
+	for _, bad := range []string{"x\t0/1\n", "1\tnot-an-lsn\n", "2\t0/1\n1\t0/2\n", "3\t0/1\n", "1\n"} {
+		if _, err := ParseHistory([]byte(bad), 3); err == nil {
+			t.Errorf("ParseHistory(%q) accepted", bad)
+		}
+	}
+}

@@ -95,7 +95,7 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if err := preparePITR(g, f); err != nil {
 		return err
 	}
-	store, e, err := findRestoreBackup(ctx, g, ref, f.pitr.target)
+	store, e, err := findRestoreBackup(ctx, g, ref, f.pitr.target, f.recovery || f.standby)
 	if err != nil {
 		return err
 	}
