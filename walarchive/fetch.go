@@ -92,8 +92,15 @@ func fetchOnce(ctx context.Context, store *storage.Store, name, dest string) (er
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		// Absent only if the archive itself answers: a wrong bucket or
 		// denied access must stop recovery, not end it.
-		if _, _, lerr := store.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: store.WALPrefix()}); lerr != nil {
+		// An empty archive is a wrong bucket or prefix (a directory
+		// bucket even creates a mistyped path), not the end of the WAL.
+		objs, _, lerr := store.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: store.WALPrefix()})
+		if lerr != nil {
 			return store.Classify(lerr, "list the WAL archive")
+		}
+		if len(objs) == 0 {
+			return failure.Wrap(failure.Precondition, fmt.Errorf("fetch %s: there is no WAL archive in %s", name, store.Display),
+				"check the bucket URL and prefix: it must be the one archive_command (wal-push) writes to")
 		}
 		return ErrNotArchived
 	}

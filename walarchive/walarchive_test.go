@@ -260,3 +260,13 @@ func TestHistory(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchFromEmptyArchive: a bucket or prefix with no WAL at all is a
+// misconfiguration that must stop recovery, not "the end of the archive".
+func TestFetchFromEmptyArchive(t *testing.T) {
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	err := Fetch(context.Background(), s, "000000010000000000000003", filepath.Join(t.TempDir(), "x"), FetchOptions{Attempts: 1})
+	if err == nil || errors.Is(err, ErrNotArchived) || !strings.Contains(err.Error(), "no WAL archive") {
+		t.Fatalf("fetch from an empty archive: %v", err)
+	}
+}

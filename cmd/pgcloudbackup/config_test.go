@@ -37,6 +37,14 @@ func TestConfigFile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(b.dir, "wal", "00000002", name+".zst")); err != nil {
 		t.Fatalf("not archived into the configured bucket: %v", err)
 	}
+	// The other bucket holds an archive too, without that file.
+	src3 := filepath.Join(t.TempDir(), "00000003.history")
+	if err := os.WriteFile(src3, []byte("1\t0/3000000\tx\n2\t0/4000000\ty\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runCLI("wal-push", "--bucket", other.url, src3); r.code != 0 {
+		t.Fatalf("wal-push into the other bucket: %+v", r)
+	}
 	// PGCLOUDBACKUP_CONFIG finds the file too; a flag wins over it.
 	t.Setenv(configEnv, conf)
 	dest := filepath.Join(t.TempDir(), "f")
