@@ -270,3 +270,67 @@ func TestFetchFromEmptyArchive(t *testing.T) {
 		t.Fatalf("fetch from an empty archive: %v", err)
 	}
 }
+
+// TestPrune: WAL before the segment holding keepFrom goes, on every
+// timeline; that segment and later ones, history files and keys that are
+// not WAL objects stay; a dry run deletes nothing and reports the same.
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	dir := t.TempDir()
+	var names []string
+	for seg := 1; seg <= 6; seg++ {
+		names = append(names, wal.FileName(1, wal.SegNo(seg), segSize))
+	}
+	names = append(names, wal.FileName(2, 3, segSize), wal.FileName(2, 5, segSize))
+	for _, n := range names {
+		if _, err := Push(ctx, s, writeTemp(t, dir, n, segment(t, n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"00000002.history", "000000010000000000000002.00000028.backup", "000000010000000000000004.00000028.backup"} {
+		if _, err := Push(ctx, s, writeTemp(t, dir, n, []byte("x\n"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stray := "wal/00000001/000000010000000000000001.zst.tmp"
+	if err := s.Bucket.WriteAll(ctx, stray, []byte("?"), nil); err != nil {
+		t.Fatal(err)
+	}
+	keepFrom := wal.LSN(4*segSize + 0x28) // a backup starting in segment 4
+	keys := func() string {
+		var out []string
+		it := s.Bucket.List(nil)
+		for {
+			o, err := it.Next(ctx)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(o.Key, "wal/"), ".zst"))
+		}
+		return strings.Join(out, " ")
+	}
+	before := keys()
+	dry, err := Prune(ctx, s, keepFrom, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys() != before {
+		t.Fatal("a dry run deleted something")
+	}
+	res, err := Prune(ctx, s, keepFrom, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *dry != *res || res.Files != 5 || res.KeepFrom != "0000000000000004" {
+		t.Errorf("dry run %+v, run %+v", dry, res)
+	}
+	want := "00000001/000000010000000000000001.zst.tmp 00000001/000000010000000000000004.00000028.backup 00000001/000000010000000000000004 " +
+		"00000001/000000010000000000000005 00000001/000000010000000000000006 00000002/00000002.history 00000002/000000020000000000000005"
+	if got := keys(); got != want {
+		t.Errorf("left:\n%s\nwant:\n%s", got, want)
+	}
+}
