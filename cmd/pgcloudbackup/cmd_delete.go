@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
 type deleteFlags struct {
@@ -100,6 +101,8 @@ type deleteReport struct {
 	Deleted []decisionJSON `json:"deleted"`
 	Kept    []decisionJSON `json:"kept"`
 	DryRun  bool           `json:"dry_run"`
+	// WAL is what a retention run removed from the WAL archive.
+	WAL *walarchive.PruneResult `json:"wal,omitempty"`
 }
 
 type decisionJSON struct {
@@ -163,6 +166,12 @@ func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []stri
 			printDecision(g.stdout, "kept", d)
 		}
 	}
+	if len(args) == 0 {
+		if report.WAL, err = pruneWAL(ctx, g, store, decisions, f.dryRun); err != nil {
+			return err
+		}
+	}
+	printWALPrune(g, verb, report.WAL)
 	if g.json {
 		writeJSON(g.stdout, report)
 		return nil

@@ -23,6 +23,7 @@ type restoreFlags struct {
 	standby        bool
 	restoreCommand string
 	progress       bool
+	pitr           pitrFlags
 }
 
 func newRestoreCommand(g *globalOptions) *cobra.Command {
@@ -57,6 +58,7 @@ backup's ownership, as tar does).`,
 	fl.BoolVar(&f.standby, "standby", false, "write standby.signal (start as a standby)")
 	fl.StringVar(&f.restoreCommand, "restore-command", "", "restore_command to write to postgresql.auto.conf")
 	fl.BoolVarP(&f.progress, "progress", "P", false, "show progress")
+	addPITRFlags(cmd, &f.pitr)
 	return cmd
 }
 
@@ -90,7 +92,10 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if err != nil {
 		return err
 	}
-	store, e, err := findBackup(ctx, g, ref)
+	if err := preparePITR(g, f); err != nil {
+		return err
+	}
+	store, e, err := findRestoreBackup(ctx, g, ref, f.pitr.target, f.recovery || f.standby)
 	if err != nil {
 		return err
 	}
@@ -112,6 +117,9 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 		Logger:         g.logger,
 	})
 	stop()
+	if err == nil {
+		err = finishPITR(f, m.ID, res.Target)
+	}
 	if err != nil {
 		return err
 	}

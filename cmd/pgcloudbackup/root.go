@@ -25,6 +25,9 @@ type globalOptions struct {
 	logFormat string
 	verbose   bool
 	quiet     bool
+	// config is --config; configUsed the file actually read ("" if none).
+	config     string
+	configUsed string
 
 	stdout io.Writer
 	stderr io.Writer
@@ -48,6 +51,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	started := false
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		started = true
+		used, err := applyConfig(cmd)
+		if err != nil {
+			return err
+		}
+		g.configUsed = used
 		return g.setup()
 	}
 	err := root.ExecuteContext(ctx)
@@ -62,6 +70,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var cf *checksumFailuresError
 	if errors.As(err, &cf) {
 		code = exitChecksumFailures
+	}
+	if sub, _, ferr := root.Find(args); ferr == nil && sub.Name() == "wal-fetch" {
+		code = walFetchExitCode(err, code)
+		if code == exitWALAbsent {
+			return code // quiet: recovery asks for files past the archive's end
+		}
 	}
 	if err != nil && cf == nil {
 		printError(stderr, err)
@@ -153,12 +167,15 @@ found, 130 interrupted.`,
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "debug logging")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "log warnings and errors only")
+	pf.StringVar(&g.config, "config", "", "configuration file of name = value lines, names being long flags (env PGCLOUDBACKUP_CONFIG; default "+defaultConfigPath+" if present)")
 	root.AddCommand(newBackupCommand(g))
 	root.AddCommand(newRestoreCommand(g))
 	root.AddCommand(newVerifyCommand(g))
 	root.AddCommand(newListCommand(g))
 	root.AddCommand(newShowCommand(g))
 	root.AddCommand(newDeleteCommand(g))
+	root.AddCommand(newWALPushCommand(g))
+	root.AddCommand(newWALFetchCommand(g))
 	return root
 }
 

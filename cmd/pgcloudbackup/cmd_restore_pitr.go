@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/restore"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
+)
+
+// pitrFlags are restore's point-in-time recovery flags.
+type pitrFlags struct {
+	time, lsn, xid, name, action, timeline string
+	archiveMode                            string
+
+	target restore.RecoveryTarget
+}
+
+func addPITRFlags(cmd *cobra.Command, p *pitrFlags) {
+	fl := cmd.Flags()
+	fl.StringVar(&p.time, "target-time", "", "recover up to this time (with its zone: 2026-11-29T14:02:00Z); implies --recovery")
+	fl.StringVar(&p.lsn, "target-lsn", "", "recover up to this WAL location (X/X); implies --recovery")
+	fl.StringVar(&p.xid, "target-xid", "", "recover up to the commit of this transaction id; implies --recovery")
+	fl.StringVar(&p.name, "target-name", "", "recover up to this restore point (pg_create_restore_point); implies --recovery")
+	fl.StringVar(&p.action, "target-action", "", "on reaching the target: promote, pause (PostgreSQL's default) or shutdown")
+	fl.StringVar(&p.timeline, "target-timeline", "", "timeline to recover along: latest (default), current or a number")
+	fl.StringVar(&p.archiveMode, "archive-mode", "off", "archive_mode of the restored server: off (never archive into the source's WAL prefix) or preserve (keep the backup's setting)")
+}
+
+// preparePITR checks the recovery flags and, when the restored server
+// will recover from the archive (a target, --recovery or --standby) without
+// a restore_command of the user's, makes one that runs this program's
+// wal-fetch on the same bucket. It changes nothing on disk.
+func preparePITR(g *globalOptions, f *restoreFlags) error {
+	p := &f.pitr
+	switch p.archiveMode {
+	case "off", "preserve":
+	default:
+		return usageError("--archive-mode %q: want off or preserve", p.archiveMode)
+	}
+	t := restore.RecoveryTarget{LSN: p.lsn, XID: p.xid, Name: p.name, Action: p.action, Timeline: p.timeline}
+	if p.time != "" {
+		tt, err := restore.ParseTargetTime(p.time)
+		if err != nil {
+			return err
+		}
+		t.Time = tt
+	}
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if (t.IsSet() || t.Timeline != "") && f.standby {
+		return usageError("a recovery target and --standby exclude each other")
+	}
+	if t.IsSet() || t.Timeline != "" {
+		f.recovery = true
+	}
+	p.target = t
+	if (f.recovery || f.standby) && f.restoreCommand == "" {
+		cmd, err := walFetchCommand(g)
+		if err != nil {
+			return err
+		}
+		f.restoreCommand = cmd
+	}
+	return nil
+}
+
+// walFetchCommand is the restore_command that fetches from this restore's
+// bucket with this very binary.
+func walFetchCommand(g *globalOptions) (string, error) {
+	bin, err := os.Executable()
+	if err == nil {
+		bin, err = filepath.EvalSymlinks(bin)
+	}
+	if err != nil {
+		return "", fmt.Errorf("find this program's path for restore_command: %w", err)
+	}
+	if g.bucket == "" {
+		return "", usageError("no bucket: give --bucket URL or set PGCLOUDBACKUP_BUCKET")
+	}
+	if u, err := url.Parse(g.bucket); err != nil || u.User != nil || strings.Contains(storage.Redact(g.bucket), "REDACTED") {
+		return "", failure.Wrap(failure.Usage, fmt.Errorf("the bucket URL holds parameters that may be secret; they are not written into restore_command"),
+			"pass --restore-command yourself")
+	}
+	args := []string{"--bucket", g.bucket}
+	if g.configUsed != "" && g.configUsed != defaultConfigPath {
+		abs, err := filepath.Abs(g.configUsed)
+		if err != nil {
+			return "", err
+		}
+		args = append(args, "--config", abs)
+	}
+	return restore.FetchCommand(bin, args...)
+}
+
+// findRestoreBackup resolves ref. When the server will recover from the
+// archive, the backup must lie on the history of the timeline recovery
+// will follow (a backup that ended on timeline 1 after timeline 2 forked
+// off cannot reach timeline 2), and with a target time or LSN it must have
+// ended before the target. "latest" is the newest backup that qualifies; a
+// named backup that does not is refused before anything is written.
+func findRestoreBackup(ctx context.Context, g *globalOptions, ref string, t restore.RecoveryTarget, recovering bool) (*storage.Store, *catalog.Entry, error) {
+	store, err := g.openStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []*catalog.Entry
+	if ref == catalog.Latest && recovering {
+		cat, err := catalog.Load(ctx, store)
+		if err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+		for i := range cat.Entries {
+			if cat.Entries[i].Usable() {
+				entries = append(entries, &cat.Entries[i])
+			}
+		}
+	} else {
+		e, err := catalog.Find(ctx, store, ref)
+		if err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+		if !recovering {
+			return store, e, nil
+		}
+		entries = []*catalog.Entry{e}
+	}
+	reason := ""
+	for _, e := range entries {
+		reason, err = unusableFor(ctx, store, e, t)
+		if err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+		if reason == "" {
+			return store, e, nil
+		}
+	}
+	store.Close()
+	if ref != catalog.Latest {
+		return nil, nil, failure.Wrap(failure.Precondition, fmt.Errorf("backup %s %s", ref, reason),
+			"choose an older backup, or restore 'latest' to pick one")
+	}
+	return nil, nil, failure.Wrap(failure.Precondition, fmt.Errorf("no complete backup in %s can reach the recovery target (newest: %s)", store.Display, reason), catalogListHint)
+}
+
+// unusableFor says why recovery from e cannot reach target t ("" if it
+// can).
+func unusableFor(ctx context.Context, store *storage.Store, e *catalog.Entry, t restore.RecoveryTarget) (string, error) {
+	m := e.Manifest
+	if !t.Time.IsZero() && !m.StopTime.Before(t.Time) {
+		return fmt.Sprintf("ended at %s UTC, not before --target-time %s", formatTime(m.StopTime), restore.FormatTargetTime(t.Time)), nil
+	}
+	if t.LSN != "" {
+		if lsn, _ := wal.ParseLSN(t.LSN); m.StopLSN > lsn {
+			return fmt.Sprintf("ended at LSN %s, after --target-lsn %s", m.StopLSN, t.LSN), nil
+		}
+	}
+	var to uint32
+	switch t.Timeline {
+	case "current":
+		return "", nil
+	case "", "latest":
+		var err error
+		if to, err = walarchive.LatestTimeline(ctx, store, m.Timeline); err != nil {
+			return "", err
+		}
+	default:
+		n, _ := strconv.ParseUint(t.Timeline, 10, 32)
+		to = uint32(n)
+	}
+	history, err := walarchive.ReadHistory(ctx, store, to)
+	if err != nil {
+		return "", failure.Wrap(failure.Precondition, fmt.Errorf("read the history of timeline %d: %w", to, err), "")
+	}
+	if !walarchive.Reachable(m.Timeline, m.StopLSN, to, history) {
+		return fmt.Sprintf("ended at LSN %s on timeline %d, which is not on the history of timeline %d", m.StopLSN, m.Timeline, to), nil
+	}
+	return "", nil
+}
+
+const catalogListHint = "see the backups with 'pgcloudbackup list'"
+
+// finishPITR writes the recovery target and archive_mode into the restored
+// data directory.
+func finishPITR(f *restoreFlags, id, dir string) error {
+	lines := f.pitr.target.Settings()
+	if f.pitr.archiveMode == "off" {
+		lines = append(lines, "archive_mode = 'off'")
+	}
+	return restore.AppendSettings(dir, "recovery settings added by pgcloudbackup restore of backup "+id, lines)
+}
