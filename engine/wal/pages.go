@@ -40,6 +40,10 @@ type PageChecker struct {
 	hdr     [longHeaderSize]byte
 	lastTLI uint32
 	magic   uint16
+	// zeroed: a page with an all-zero header was seen. The server zeroes
+	// the headers of the pages that follow a WAL switch record, to the end
+	// of the segment; nothing valid may follow them.
+	zeroed bool
 }
 
 // NewPageChecker starts checking a segment file from its first byte.
@@ -88,6 +92,11 @@ func (p *PageChecker) Done() error {
 	if p.off < p.c.File.Limit {
 		return fmt.Errorf("WAL segment %s: only %d bytes, the backup needs %d", p.c.File.Name(p.c.SegSize), p.off, p.c.File.Limit)
 	}
+	if p.zeroed && p.c.File.Limit < p.c.SegSize {
+		// After a switch the WAL continues in the next segment, so the
+		// backup's WAL cannot end inside the zeroed pages.
+		return fmt.Errorf("WAL segment %s: zeroed pages before the end of the WAL the backup needs", p.c.File.Name(p.c.SegSize))
+	}
 	return nil
 }
 
@@ -100,6 +109,13 @@ func (p *PageChecker) checkHeader(pageStart int64) error {
 	name := p.c.File.Name(p.c.SegSize)
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("WAL segment %s, page at %s: %s", name, want, fmt.Sprintf(format, args...))
+	}
+	if pageStart > 0 && allZero(h[:shortHeaderSize]) {
+		p.zeroed = true
+		return nil
+	}
+	if p.zeroed {
+		return bad("a written page after zeroed ones")
 	}
 	if addr != want {
 		return bad("page address %s: the segment was recycled or overwritten", addr)
@@ -140,4 +156,13 @@ func (p *PageChecker) checkHeader(pageStart int64) error {
 	}
 	p.lastTLI = tli
 	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -155,15 +155,30 @@ func TestPageChecker(t *testing.T) {
 	mutate("timeline from the future", func(d []byte) { le.PutUint32(d[100*8192+4:], 3) }, "timeline 3")
 	mutate("magic changes", func(d []byte) { le.PutUint16(d[3*8192:], 0xD106) }, "magic")
 	mutate("no long header", func(d []byte) { le.PutUint16(d[2:], 0) }, "long header")
-	mutate("zeroed page", func(d []byte) { clear(d[9*8192 : 10*8192]) }, "page address 0/0")
+	mutate("zeroed page in the middle", func(d []byte) { clear(d[9*8192 : 10*8192]) }, "a written page after zeroed ones")
+	mutate("zeroed first page", func(d []byte) { clear(d[:8192]) }, "page address 0/0")
+	// After a WAL switch record the server zeroes the headers of the rest
+	// of the segment: valid, as long as the backup's WAL does not end there.
+	switched := append([]byte(nil), good...)
+	for off := 100 * 8192; off < size; off += 8192 {
+		clear(switched[off : off+shortHeaderSize])
+	}
+	if err := run(switched, f, 4096); err != nil {
+		t.Errorf("segment ended by a WAL switch rejected: %v", err)
+	}
+	if err := run(switched, SegmentFile{TLI: 2, Seg: 5, Limit: 110 * 8192}, 4096); err == nil {
+		t.Error("backup WAL ending inside zeroed pages accepted")
+	}
 	// Past the limit nothing is checked: the segment's unwritten tail.
 	tail := append([]byte(nil), good...)
-	clear(tail[64*8192:])
+	for i := 64 * 8192; i < size; i++ {
+		tail[i] = 0x5A // leftovers of a recycled segment
+	}
 	if err := run(tail, SegmentFile{TLI: 2, Seg: 5, Limit: 64*8192 - 100}, 4096); err != nil {
-		t.Errorf("unwritten pages past the limit rejected: %v", err)
+		t.Errorf("recycled leftovers past the limit rejected: %v", err)
 	}
 	if err := run(tail, SegmentFile{TLI: 2, Seg: 5, Limit: 64*8192 + 1}, 4096); err == nil {
-		t.Error("an unwritten page the backup needs accepted")
+		t.Error("a recycled page the backup needs accepted")
 	}
 	if err := run(good[:size/2], f, 8192); err == nil || !strings.Contains(err.Error(), "only") {
 		t.Errorf("short segment: %v", err)
