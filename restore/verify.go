@@ -52,7 +52,7 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 		// Intact objects do not make it restorable: the WAL from its start
 		// to its stop exists nowhere we know of.
 		rep.Problems = append(rep.Problems, fmt.Sprintf(
-			"the backup holds no WAL and the server's WAL archiving was %s when it was taken: nothing can restore it (take backups without --no-wal)", m.WALArchive))
+			"the backup holds no WAL, so it needs a WAL archive, and the server's WAL archiving was %s when it was taken: nothing can restore it (take backups without --no-wal)", m.WALArchive))
 	}
 	index, err := loadIndex(ctx, store, m)
 	if err != nil {
