@@ -79,7 +79,7 @@ func TestCatalog(t *testing.T) {
 			want := map[string]any{
 				"id": m.ID, "status": "complete", "label": m.Label, "pg_version": serverVersion,
 				"system_identifier": systemID, "start_lsn": m.StartLSN.String(), "stop_lsn": m.StopLSN.String(),
-				"size": float64(m.TotalSize()), "wal_included": false, "checksums_verified": true,
+				"size": float64(m.TotalSize()), "wal_included": true, "wal_archive": "off", "self_contained": true, "restorable": true, "checksums_verified": true,
 				"checksum_failures": 0.0, "compression": "zstd",
 				"objects":     float64(len(listFiles(t, filepath.Join(dir, "backups", m.ID)))),
 				"stored_size": float64(dirBytes(t, filepath.Join(dir, "backups", m.ID))),
@@ -121,7 +121,7 @@ func TestCatalog(t *testing.T) {
 		}
 		for _, want := range []string{
 			"backup " + newest.ID + " (complete)", newest.StartLSN.String(), newest.StopLSN.String(),
-			"system identifier:  " + systemID, "PostgreSQL:         " + serverVersion, "WAL included:       no",
+			"system identifier:  " + systemID, "PostgreSQL:         " + serverVersion, "WAL:                included (restores without a WAL archive)",
 			"page checksums:     verified, no failures", newest.Tablespaces[0].Objects[0].Key,
 		} {
 			if !strings.Contains(r.stdout, want) {
