@@ -195,8 +195,16 @@ func TestBackupInterrupted(t *testing.T) {
 			if files := listFiles(t, bucketDir); len(files) != 0 {
 				t.Errorf("objects left after an interrupted backup: %v", files)
 			}
-			if n := c.QueryString("postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'pgcloudbackup'"); n != "0" {
-				t.Errorf("%s backup sessions still open", n)
+			// The server ends the session (aborting the backup, dropping
+			// the temporary slot) shortly after the client is gone.
+			deadline := time.Now().Add(10 * time.Second)
+			for n := "1"; n != "0"; {
+				n = c.QueryString("postgres", `SELECT (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcloudbackup') +
+					(SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgcloudbackup%')`)
+				if n != "0" && time.Now().After(deadline) {
+					t.Fatalf("%s backup sessions or WAL-reserving slots still there", n)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 		})
 	}
