@@ -199,8 +199,8 @@ func TestBackupInterrupted(t *testing.T) {
 			// the temporary slot) shortly after the client is gone.
 			deadline := time.Now().Add(10 * time.Second)
 			for n := "1"; n != "0"; {
-				n = c.QueryString("postgres", `SELECT (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcloudbackup') +
-					(SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgcloudbackup%')`)
+				n = c.QueryString("postgres", `SELECT ((SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcloudbackup') +
+					(SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgcloudbackup%'))::text`)
 				if n != "0" && time.Now().After(deadline) {
 					t.Fatalf("%s backup sessions or WAL-reserving slots still there", n)
 				}
