@@ -376,7 +376,10 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 
 	r.progress.SetPhase("finish")
 	included := wl
-	if !includeWAL {
+	if includeWAL {
+		_, total, _ := r.progress.Snapshot()
+		r.progress.SetTotal(total + int64(len(wl.files))*wl.segSize)
+	} else {
 		included = nil
 	}
 	if err := r.writeFinalPart(ctx, base, controlInfo, controlBytes, stop, included); err != nil {

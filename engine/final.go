@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +46,11 @@ func (r *backupRun) decideWAL(ctx context.Context, s *session) (bool, archiveSta
 		r.logger.Info("including the WAL so the backup restores without an archive", "archiving", archive.Reason)
 	}
 	if include {
-		slot := fmt.Sprintf("pgcloudbackup_%d_%d", os.Getpid(), r.opts.Now().UnixNano()%1e6)
+		// Unique on the server even for backups started by one process at
+		// the same instant (slot names: [a-z0-9_], at most 63 bytes).
+		var nonce [4]byte
+		_, _ = rand.Read(nonce[:])
+		slot := fmt.Sprintf("pgcloudbackup_%d_%x", os.Getpid(), nonce)
 		if err := s.reserveWAL(ctx, slot); err != nil {
 			return false, archive, err
 		}

@@ -140,6 +140,24 @@ func TestStandbyBackupAcrossPromotion(t *testing.T) {
 		t.Errorf("verify of a backup without WAL from a server that does not archive: %v %+v", err, rep)
 	}
 
+	// The promoted standby itself: a backup on timeline 2 alone. (Standby
+	// 2's timeline-2 copy of the switch segment, in the backups above,
+	// begins with pages timeline 1 wrote: its history allows them.)
+	m3, err := engine.Backup(context.Background(), store, uploader.New(store, uploader.Options{Codec: z}), engine.Options{
+		DSN: s1.ConnString("postgres"), PGData: s1.DataDir, Fast: true, Jobs: 2, Codec: z, Logger: logger(t), ToolVersion: "test",
+	})
+	if err != nil {
+		t.Fatalf("backup of the promoted standby: %v", err)
+	}
+	if ranges := walRanges(t, store, m3); !m3.WALIncluded || m3.Timeline != 2 || len(ranges) != 1 || ranges[0].Timeline != 2 {
+		t.Errorf("backup of the promoted standby: WAL included %v, timeline %d, WAL-Ranges %+v", m3.WALIncluded, m3.Timeline, ranges)
+	}
+	hist, err := os.ReadFile(filepath.Join(s1.DataDir, "pg_wal", wal.HistoryFileName(2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("timeline 2 history %q; backup of the promoted standby from %s to %s", hist, m3.StartLSN, m3.StopLSN)
+
 	// Nothing else may supply WAL to the restored copy.
 	s1.Crash()
 	primary.Crash()
