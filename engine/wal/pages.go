@@ -106,9 +106,8 @@ func (p *PageChecker) checkHeader(pageStart int64) error {
 	magic, info, tli := le.Uint16(h[0:]), le.Uint16(h[2:]), le.Uint32(h[4:])
 	addr := LSN(le.Uint64(h[8:]))
 	want := LSN(uint64(p.c.File.Seg)*uint64(p.c.SegSize) + uint64(pageStart))
-	name := p.c.File.Name(p.c.SegSize)
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("WAL segment %s, page at %s: %s", name, want, fmt.Sprintf(format, args...))
+		return fmt.Errorf("WAL segment %s, page at %s: %s", p.c.File.Name(p.c.SegSize), want, fmt.Sprintf(format, args...))
 	}
 	if pageStart > 0 && allZero(h[:shortHeaderSize]) {
 		p.zeroed = true
