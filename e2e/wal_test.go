@@ -140,4 +140,9 @@ func TestWALReserveNeedsReplication(t *testing.T) {
 	if m := parseManifest(t, r); r.code != 0 || m.WALIncluded {
 		t.Fatalf("--no-wal needs no slot: %s", r)
 	}
+
+	// No slot to be had: the same, with the setting named.
+	noSlots := pgtest.New(t, pgtest.Options{Conf: map[string]string{"max_replication_slots": "0"}})
+	r = cli(t, append(noSlots.Env(), "PGCLOUDBACKUP_BUCKET=file://"+bucketDir), "backup", "--fast")
+	assertOneLineError(t, r, 3, "max_replication_slots")
 }
