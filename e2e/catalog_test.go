@@ -82,7 +82,7 @@ func TestCatalog(t *testing.T) {
 			want := map[string]any{
 				"id": m.ID, "status": "complete", "label": fmt.Sprintf("e2e %d", 4-i), "pg_version": serverVersion,
 				"system_identifier": systemID, "start_lsn": raw["start_lsn"], "stop_lsn": raw["stop_lsn"],
-				"size": rawDataSize(t, raw), "wal_included": false, "checksums_verified": true,
+				"size": rawDataSize(t, raw), "wal_included": true, "wal_archive": "off", "self_contained": true, "restorable": true, "checksums_verified": true,
 				"checksum_failures": 0.0, "compression": "zstd",
 				"objects":     float64(len(listFiles(t, filepath.Join(dir, "backups", m.ID)))),
 				"stored_size": float64(dirBytes(t, filepath.Join(dir, "backups", m.ID))),
@@ -125,7 +125,7 @@ func TestCatalog(t *testing.T) {
 		}
 		for _, want := range []string{
 			"backup " + newest.ID + " (complete)", newestRaw["start_lsn"].(string), newestRaw["stop_lsn"].(string),
-			"system identifier:  " + systemID, "PostgreSQL:         " + serverVersion, "WAL included:       no",
+			"system identifier:  " + systemID, "PostgreSQL:         " + serverVersion, "WAL:                included (restores without a WAL archive)",
 			"page checksums:     verified, no failures", newest.Tablespaces[0].Objects[0].Key,
 		} {
 			if !strings.Contains(r.stdout, want) {

@@ -17,12 +17,15 @@ func assertNoBackupSessions(t *testing.T, c *pgtest.Cluster) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n := c.QueryString("postgres", "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'pgcloudbackup'")
+		// The server ends the session (aborting the backup, dropping the
+		// temporary WAL slot) shortly after the client is gone.
+		n := c.QueryString("postgres", `SELECT ((SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcloudbackup') +
+			(SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgcloudbackup%'))::text`)
 		if n == "0" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("%s pgcloudbackup sessions still open 10 s after the binary exited: the server may be left in backup mode", n)
+			t.Errorf("%s pgcloudbackup sessions or WAL-reserving slots still there 10 s after the binary exited: the server may be left in backup mode", n)
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

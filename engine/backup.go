@@ -43,9 +43,14 @@ type Options struct {
 	Label  string
 	// Fast requests an immediate checkpoint instead of a spread one.
 	Fast bool
-	// IncludeWAL adds the WAL from start to stop so the backup restores
-	// without a WAL archive.
+	// IncludeWAL forces the WAL from start to stop into the backup. By
+	// default (neither IncludeWAL nor NoWAL) the backup includes its WAL
+	// unless the server provably archives it, so that every backup can be
+	// restored by something.
 	IncludeWAL bool
+	// NoWAL leaves the WAL out: the backup then restores only from a WAL
+	// archive.
+	NoWAL bool
 	// MaxRate limits the data read, in bytes per second (0: unlimited).
 	MaxRate int64
 	// NoVerifyChecksums turns page checksum verification off.
@@ -156,6 +161,9 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	}
 	if err := CheckLabel(opts.Label); err != nil {
 		return nil, err
+	}
+	if opts.IncludeWAL && opts.NoWAL {
+		return nil, failure.New(failure.Usage, "--wal and --no-wal contradict each other")
 	}
 	if opts.UploadContext == nil {
 		opts.UploadContext = context.WithoutCancel(ctx)
@@ -271,11 +279,9 @@ func archiveContentType(c codec.Codec) string {
 func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control controlData) (*manifest.Backup, error) {
 	opts := r.opts
 	info := s.info
-	if opts.IncludeWAL {
-		slot := fmt.Sprintf("pgcloudbackup_%d_%d", os.Getpid(), opts.Now().UnixNano()%1e6)
-		if err := s.reserveWAL(ctx, slot); err != nil {
-			r.logger.Warn("WAL is not reserved for this backup; segments may be recycled before they are copied (set wal_keep_size or free a replication slot)", "error", err)
-		}
+	includeWAL, archiving, err := r.decideWAL(ctx, s)
+	if err != nil {
+		return nil, err
 	}
 	label := opts.Label
 	if label == "" {
@@ -366,7 +372,10 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	}
 
 	r.progress.SetPhase("stop")
-	stop, err := s.stop(ctx, !opts.IncludeWAL)
+	// Without its WAL the backup relies on the archive: let the server wait
+	// until it holds the WAL the backup needs (a failing archiver would
+	// make it wait forever, so not then).
+	stop, err := s.stop(ctx, !includeWAL && archiving.Healthy)
 	if err != nil {
 		return nil, err
 	}
@@ -375,14 +384,22 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	if err != nil {
 		return nil, err
 	}
-	r.logger.Info("backup stopped", "stop_lsn", stop.LSN.String(), "timeline", tli)
-
-	r.progress.SetPhase("finish")
-	r.progress.AddTotal(finalPartEstimate(stop, startLSN, info.WALSegmentSize, opts.IncludeWAL))
-	if err := r.writeFinalPart(ctx, base, pgdata, controlInfo, controlBytes, stop, tli, startLSN, info); err != nil {
+	wl, err := r.planWAL(ctx, s, pgdata, tli, startLSN, stop.LSN)
+	if err != nil {
 		return nil, err
 	}
-	if err := r.pgm.Finish([]manifest.WALRange{{Timeline: tli, Start: startLSN, End: stop.LSN}}); err != nil {
+	r.logger.Info("backup stopped", "stop_lsn", stop.LSN.String(), "timeline", tli, "end_timeline", wl.spans[0].TLI)
+
+	r.progress.SetPhase("finish")
+	included := wl
+	if !includeWAL {
+		included = nil
+	}
+	r.progress.AddTotal(finalPartEstimate(stop, included))
+	if err := r.writeFinalPart(ctx, base, controlInfo, controlBytes, stop, included); err != nil {
+		return nil, err
+	}
+	if err := r.pgm.Finish(wl.manifestRanges()); err != nil {
 		return nil, fmt.Errorf("finish backup_manifest: %w", err)
 	}
 	pgmObj := r.pgmObj
@@ -406,7 +423,8 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		StopLSN:           stop.LSN,
 		StartTime:         startTime,
 		StopTime:          stopTime,
-		WALIncluded:       opts.IncludeWAL,
+		WALIncluded:       includeWAL,
+		WALArchive:        archiving.Status,
 		Compression:       opts.Codec.Name(),
 		ChecksumsVerified: r.verifyChecksums,
 		BackupManifest:    manifestObject(pgmRes, r.objectKey("")),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 )
 
 // MinServerVersion is the oldest PostgreSQL release we back up: 13 brought
@@ -44,6 +45,7 @@ type serverInfo struct {
 	DataChecksums    bool
 	BlockSize        int
 	WALSegmentSize   int64
+	WALBlockSize     int    // XLOG_BLCKSZ
 	SegmentBlocks    uint32 // RELSEG_SIZE
 	StatsTempDir     string // PostgreSQL 13-14 only
 	InRecovery       bool
@@ -146,7 +148,7 @@ func (s *session) inspect(ctx context.Context) error {
 	settings := map[string]string{}
 	rows, err := s.conn.Query(ctx, `SELECT name, setting FROM pg_settings
 		WHERE name IN ('server_version', 'wal_level', 'data_checksums', 'block_size',
-		               'wal_segment_size', 'segment_size', 'stats_temp_directory', 'data_directory')`)
+		               'wal_segment_size', 'wal_block_size', 'segment_size', 'stats_temp_directory', 'data_directory')`)
 	if err != nil {
 		return fmt.Errorf("query settings: %w", err)
 	}
@@ -174,6 +176,9 @@ func (s *session) inspect(ctx context.Context) error {
 	}
 	if s.info.WALSegmentSize, err = strconv.ParseInt(settings["wal_segment_size"], 10, 64); err != nil {
 		return fmt.Errorf("parse wal_segment_size %q: %w", settings["wal_segment_size"], err)
+	}
+	if s.info.WALBlockSize, err = strconv.Atoi(settings["wal_block_size"]); err != nil {
+		return fmt.Errorf("parse wal_block_size %q: %w", settings["wal_block_size"], err)
 	}
 	segBlocks, err := strconv.ParseUint(settings["segment_size"], 10, 32)
 	if err != nil {
@@ -220,15 +225,102 @@ func permissionOr(err error, what string) error {
 }
 
 // reserveWAL creates a temporary physical replication slot that reserves
-// WAL from now on, so the segments a --wal backup needs cannot be recycled
-// while it runs. The slot disappears with the session. Failure is not fatal
-// (no free slot, no privilege): the caller warns.
+// WAL from now on, so the segments a backup that includes its WAL needs
+// cannot be recycled while it runs. The slot disappears with the session.
+// Without it the backup could not promise its WAL, so failure is an unmet
+// precondition, found before the server checkpoints.
 func (s *session) reserveWAL(ctx context.Context, name string) error {
-	if _, err := s.conn.Exec(ctx, "SELECT pg_create_physical_replication_slot($1, true, true)", name); err != nil {
-		return fmt.Errorf("create temporary replication slot %s: %s", name, oneLine(err))
+	_, err := s.conn.Exec(ctx, "SELECT pg_create_physical_replication_slot($1, true, true)", name)
+	if err == nil {
+		s.slot = name
+		return nil
 	}
-	s.slot = name
-	return nil
+	hint := "a backup that includes its WAL reserves it with a temporary replication slot; or take it with --no-wal if the WAL is archived"
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42501": // insufficient_privilege
+			hint = "give the role the REPLICATION attribute (ALTER ROLE ... REPLICATION), which creating the temporary replication slot that reserves the backup's WAL needs; or take the backup with --no-wal if the WAL is archived"
+		case "53400", "55000": // configuration_limit_exceeded (all slots in use), object_not_in_prerequisite_state (max_replication_slots = 0)
+			hint = "free a replication slot or raise max_replication_slots (restart needed): the backup reserves its WAL with a temporary slot; or take it with --no-wal if the WAL is archived"
+		}
+	}
+	return failure.Wrap(failure.Precondition,
+		fmt.Errorf("cannot reserve the backup's WAL on %s: create temporary replication slot %s: %s", s.info.Address, name, oneLine(err)), hint)
+}
+
+// archiveFreshness: archiving whose last success is older than this is not
+// proof that the server archives its WAL now.
+const archiveFreshness = 24 * time.Hour
+
+// archiveState is what the server says about its own WAL archiving.
+type archiveState struct {
+	Healthy bool
+	Status  string // manifest.WALArchive* value
+	Reason  string // why it is (not) healthy, for the log
+}
+
+// archiveStatus checks whether the server provably archives its WAL:
+// archive_mode on (always, on a standby: with "on" only the primary
+// archives) and pg_stat_archiver showing a recent success with no failure
+// after it.
+func (s *session) archiveStatus(ctx context.Context) (archiveState, error) {
+	var mode string
+	var archived, failed *string
+	var fresh, failedAfter *bool
+	err := s.conn.QueryRow(ctx, `SELECT current_setting('archive_mode'),
+			last_archived_wal || ' at ' || last_archived_time::text,
+			last_failed_wal || ' at ' || last_failed_time::text,
+			now() - last_archived_time < make_interval(secs => $1),
+			last_failed_time >= last_archived_time OR (last_failed_time IS NOT NULL AND last_archived_time IS NULL)
+		FROM pg_stat_archiver`, archiveFreshness.Seconds()).Scan(&mode, &archived, &failed, &fresh, &failedAfter)
+	if err != nil {
+		return archiveState{}, permissionOr(err, "read the WAL archiver status (pg_stat_archiver)")
+	}
+	off := func(reason string) (archiveState, error) {
+		return archiveState{Status: manifest.WALArchiveOff, Reason: reason}, nil
+	}
+	failing := func(reason string) (archiveState, error) {
+		return archiveState{Status: manifest.WALArchiveFailing, Reason: reason}, nil
+	}
+	switch {
+	case mode == "off":
+		return off("archive_mode is off")
+	case s.info.InRecovery && mode != "always":
+		return off("this standby does not archive WAL (archive_mode is " + mode + ", not always)")
+	case failedAfter != nil && *failedAfter:
+		return failing("archiving failed (" + deref(failed) + ") and has not succeeded since")
+	case archived == nil:
+		return failing("no WAL has been archived yet (pg_stat_archiver)")
+	case fresh == nil || !*fresh:
+		return failing(fmt.Sprintf("the last WAL archived (%s) is more than %s old", *archived, archiveFreshness))
+	}
+	return archiveState{Healthy: true, Status: manifest.WALArchiveHealthy, Reason: "last archived " + *archived}, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// endTimeline is the timeline a standby's backup may have ended on: the
+// one recovery had reached when the backup stopped (pg_backup_stop takes
+// its stop point from the same place, minRecoveryPoint). A primary cannot
+// change timeline while it runs.
+func (s *session) endTimeline(ctx context.Context, startTLI uint32) (uint32, error) {
+	if !s.info.InRecovery {
+		return startTLI, nil
+	}
+	var tli int64
+	if err := s.conn.QueryRow(ctx, "SELECT min_recovery_end_timeline::bigint FROM pg_control_recovery()").Scan(&tli); err != nil {
+		return 0, permissionOr(err, "read the standby's recovery timeline (pg_control_recovery)")
+	}
+	if uint32(tli) < startTLI {
+		return startTLI, nil
+	}
+	return uint32(tli), nil
 }
 
 // start begins the non-exclusive backup and returns its start LSN.

@@ -43,7 +43,13 @@ type Backup struct {
 	StartTime time.Time `json:"start_time"`
 	StopTime  time.Time `json:"stop_time"`
 
-	WALIncluded       bool   `json:"wal_included"`
+	// WALIncluded: the backup holds the WAL from start to stop, so it
+	// restores without a WAL archive.
+	WALIncluded bool `json:"wal_included"`
+	// WALArchive is the state of the server's own WAL archiving when the
+	// backup was taken (WALArchive* values; "" in manifests written before
+	// it was recorded). A backup without WAL restores only from an archive.
+	WALArchive        string `json:"wal_archive,omitempty"`
 	Compression       string `json:"compression"` // e.g. "zstd", "none"
 	ChecksumsVerified bool   `json:"checksums_verified"`
 
@@ -65,6 +71,40 @@ type Backup struct {
 
 	// BackupManifest is the uploaded PostgreSQL-format backup_manifest.
 	BackupManifest Object `json:"backup_manifest"`
+}
+
+// WALArchive values.
+const (
+	// WALArchiveHealthy: archive_mode on and pg_stat_archiver showed a
+	// recent success and no failure after it.
+	WALArchiveHealthy = "healthy"
+	// WALArchiveOff: nothing archived the server's WAL (archive_mode off,
+	// or a standby without archive_mode = always).
+	WALArchiveOff = "off"
+	// WALArchiveFailing: archiving was configured but failing, or had not
+	// succeeded recently.
+	WALArchiveFailing = "failing"
+)
+
+// SelfContained reports whether the backup restores without a WAL archive.
+func (b *Backup) SelfContained() bool { return b.WALIncluded }
+
+// Unrestorable reports whether nothing can restore the backup: it holds no
+// WAL and the server was not archiving its WAL when it was taken.
+func (b *Backup) Unrestorable() bool {
+	return !b.WALIncluded && (b.WALArchive == WALArchiveOff || b.WALArchive == WALArchiveFailing)
+}
+
+// WALSummary says in a few words where a restore finds the backup's WAL.
+func (b *Backup) WALSummary() string {
+	switch {
+	case b.WALIncluded:
+		return "included (restores without a WAL archive)"
+	case b.Unrestorable():
+		return "NOT included, and the server's WAL archiving was " + b.WALArchive + ": nothing can restore this backup"
+	default:
+		return "not included: needs a WAL archive"
+	}
 }
 
 // Tablespace is one archive set: the main data directory or a tablespace.
@@ -253,6 +293,11 @@ func (b *Backup) validate() error {
 	}
 	if b.StopLSN < b.StartLSN {
 		return fmt.Errorf("stop_lsn %s is before start_lsn %s", b.StopLSN, b.StartLSN)
+	}
+	switch b.WALArchive {
+	case "", WALArchiveHealthy, WALArchiveOff, WALArchiveFailing:
+	default:
+		return fmt.Errorf("wal_archive %q: want %q, %q or %q", b.WALArchive, WALArchiveHealthy, WALArchiveOff, WALArchiveFailing)
 	}
 	if b.ChecksumFailuresTotal < 0 {
 		return errors.New("negative checksum_failures_total")

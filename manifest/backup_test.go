@@ -28,6 +28,7 @@ func sampleBackup() *Backup {
 		StartTime:         time.Date(2026, 11, 24, 18, 30, 26, 123456789, time.UTC),
 		StopTime:          time.Date(2026, 11, 24, 18, 31, 2, 0, time.UTC),
 		WALIncluded:       true,
+		WALArchive:        WALArchiveOff,
 		Compression:       "zstd",
 		ChecksumsVerified: true,
 		Tablespaces: []Tablespace{
@@ -89,7 +90,7 @@ func TestBackupJSONNames(t *testing.T) {
 	}
 	want := []string{"backup_manifest", "checksum_failures", "checksum_failures_total", "checksums_verified",
 		"compression", "format_version", "id", "label", "new_pages_with_data", "new_pages_with_data_total", "partial_pages", "pg_version", "pg_version_num", "start_lsn", "start_time",
-		"status", "stop_lsn", "stop_time", "system_identifier", "tablespaces", "timeline", "tool_version", "wal_included"}
+		"status", "stop_lsn", "stop_time", "system_identifier", "tablespaces", "timeline", "tool_version", "wal_archive", "wal_included"}
 	if got := keys(top); !reflect.DeepEqual(got, want) {
 		t.Errorf("top-level names %v\nwant %v", got, want)
 	}
@@ -251,5 +252,44 @@ func TestUnmarshalErrorIsClassified(t *testing.T) {
 	var fe *failure.Error
 	if !errors.As(err, &fe) {
 		t.Fatalf("error %v is not classified", err)
+	}
+}
+
+// TestRestorability: a backup without WAL taken while the server did not
+// archive is restorable by nothing; one from an archiving server, or from a
+// manifest older than the field, needs the archive.
+func TestRestorability(t *testing.T) {
+	cases := []struct {
+		wal        bool
+		archive    string
+		self, dead bool
+	}{
+		{true, WALArchiveOff, true, false},
+		{true, "", true, false},
+		{false, WALArchiveHealthy, false, false},
+		{false, "", false, false},
+		{false, WALArchiveOff, false, true},
+		{false, WALArchiveFailing, false, true},
+	}
+	for _, c := range cases {
+		b := sampleBackup()
+		b.WALIncluded, b.WALArchive = c.wal, c.archive
+		if b.SelfContained() != c.self || b.Unrestorable() != c.dead {
+			t.Errorf("wal %v archive %q: self-contained %v unrestorable %v, want %v %v", c.wal, c.archive, b.SelfContained(), b.Unrestorable(), c.self, c.dead)
+		}
+		data, err := b.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Unmarshal(data)
+		if err != nil || back.WALArchive != c.archive || back.WALIncluded != c.wal {
+			t.Errorf("round trip wal %v archive %q: %+v %v", c.wal, c.archive, back, err)
+		}
+	}
+	b := sampleBackup()
+	data, _ := b.Marshal()
+	data = bytes.Replace(data, []byte(`"wal_archive": "off"`), []byte(`"wal_archive": "maybe"`), 1)
+	if _, err := Unmarshal(data); err == nil || !strings.Contains(err.Error(), "wal_archive") {
+		t.Errorf("unknown wal_archive value accepted: %v", err)
 	}
 }

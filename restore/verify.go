@@ -23,11 +23,16 @@ type VerifyOptions struct {
 
 // Report is what verify found.
 type Report struct {
-	ID       string   `json:"id"`
-	Objects  int      `json:"objects"`
-	Bytes    int64    `json:"bytes"`
-	Files    int64    `json:"files"`
-	Problems []string `json:"problems"`
+	ID      string `json:"id"`
+	Objects int    `json:"objects"`
+	Bytes   int64  `json:"bytes"`
+	Files   int64  `json:"files"`
+	// SelfContained: the backup holds its WAL and restores without an
+	// archive. NeedsWALArchive: it holds no WAL; a restore must fetch it
+	// from a WAL archive.
+	SelfContained   bool     `json:"self_contained"`
+	NeedsWALArchive bool     `json:"needs_wal_archive"`
+	Problems        []string `json:"problems"`
 }
 
 // OK reports whether the backup verified without problems.
@@ -42,7 +47,13 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 	if opts.Jobs <= 0 {
 		opts.Jobs = runtime.NumCPU()
 	}
-	rep := &Report{ID: m.ID, Bytes: m.TotalSize(), Problems: []string{}}
+	rep := &Report{ID: m.ID, Bytes: m.TotalSize(), SelfContained: m.SelfContained(), NeedsWALArchive: !m.WALIncluded, Problems: []string{}}
+	if m.Unrestorable() {
+		// Intact objects do not make it restorable: the WAL from its start
+		// to its stop exists nowhere we know of.
+		rep.Problems = append(rep.Problems, fmt.Sprintf(
+			"the backup holds no WAL, so it needs a WAL archive, and the server's WAL archiving was %s when it was taken: nothing can restore it (take backups without --no-wal)", m.WALArchive))
+	}
 	index, err := loadIndex(ctx, store, m)
 	if err != nil {
 		if failure.KindOf(err) != failure.Failed {

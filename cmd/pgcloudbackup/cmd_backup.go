@@ -22,6 +22,7 @@ type backupFlags struct {
 	label             string
 	fast              bool
 	wal               bool
+	noWAL             bool
 	maxRate           string
 	progress          bool
 	noVerifyChecksums bool
@@ -43,7 +44,15 @@ manifest.json and a PostgreSQL backup_manifest written last.
 
 Run it on the database host, as the OS user that owns the cluster. Connection
 settings come from the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD,
-PGSSLMODE, ~/.pgpass) and/or --dsn.`,
+PGSSLMODE, ~/.pgpass) and/or --dsn.
+
+The backup includes the WAL from its start to its stop, so it restores
+without a WAL archive, unless the server provably archives its WAL
+(archive_mode on and pg_stat_archiver showing a recent success and no
+failure since). --wal always includes it; --no-wal leaves it out (with a
+warning): such a backup restores only from a WAL archive. Including the WAL
+reserves it with a temporary replication slot: the role needs the
+REPLICATION attribute and a free slot (max_replication_slots).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBackup(cmd.Context(), g, f)
@@ -54,7 +63,8 @@ PGSSLMODE, ~/.pgpass) and/or --dsn.`,
 	fl.StringVarP(&f.pgdata, "pgdata", "D", "", "data directory (default: the server's data_directory)")
 	fl.StringVarP(&f.label, "label", "l", "", "backup label (default: pgcloudbackup <id>)")
 	fl.BoolVar(&f.fast, "fast", false, "request an immediate checkpoint instead of a spread one")
-	fl.BoolVar(&f.wal, "wal", false, "include the WAL needed to restore without a WAL archive")
+	fl.BoolVar(&f.wal, "wal", false, "always include the WAL needed to restore without a WAL archive (default: unless the server archives it)")
+	fl.BoolVar(&f.noWAL, "no-wal", false, "leave the WAL out: the backup then restores only from a WAL archive")
 	fl.StringVarP(&f.maxRate, "max-rate", "r", "", "maximum read rate, kB/s, or with suffix k or M (32k to 1024M)")
 	fl.BoolVarP(&f.progress, "progress", "P", false, "show progress (a bar on a terminal, log lines otherwise)")
 	fl.BoolVar(&f.noVerifyChecksums, "no-verify-checksums", false, "do not verify page checksums")
@@ -69,6 +79,9 @@ PGSSLMODE, ~/.pgpass) and/or --dsn.`,
 }
 
 func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
+	if f.wal && f.noWAL {
+		return usageError("--wal and --no-wal contradict each other: give one")
+	}
 	c, err := codec.Lookup(f.compression)
 	if err != nil {
 		return err
@@ -121,6 +134,7 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		Label:             f.label,
 		Fast:              f.fast,
 		IncludeWAL:        f.wal,
+		NoWAL:             f.noWAL,
 		MaxRate:           maxRate,
 		NoVerifyChecksums: f.noVerifyChecksums,
 		Jobs:              f.jobs,
@@ -156,7 +170,7 @@ func printBackupSummary(w io.Writer, m *manifest.Backup, elapsed time.Duration) 
 	fmt.Fprintf(w, "backup %s complete in %s\n", m.ID, humanDuration(elapsed))
 	fmt.Fprintf(w, "  label:        %s\n", m.Label)
 	fmt.Fprintf(w, "  PostgreSQL:   %s, system %s, timeline %d\n", m.PGVersion, m.SystemIdentifier, m.Timeline)
-	fmt.Fprintf(w, "  WAL:          start %s, stop %s, included: %v\n", m.StartLSN, m.StopLSN, m.WALIncluded)
+	fmt.Fprintf(w, "  WAL:          start %s, stop %s, %s\n", m.StartLSN, m.StopLSN, m.WALSummary())
 	rate := float64(m.TotalSize()) / elapsed.Seconds() / (1 << 20)
 	fmt.Fprintf(w, "  data:         %s in %d objects, stored %s (%s), %.0f MiB/s\n",
 		humanBytes(m.TotalSize()), objects, humanBytes(m.StoredSize()), m.Compression, rate)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
 	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -29,6 +30,9 @@ const backupJSONFields = `  id                  backup ID (UTC start time, e.g. 
   and, for complete backups only:
   label, start_time, stop_time, pg_version, pg_version_num, system_identifier
   (decimal string), timeline, start_lsn, stop_lsn ("X/X"), wal_included,
+  wal_archive (healthy, off or failing: the server's WAL archiving when the
+  backup was taken; absent if not recorded), self_contained (restores
+  without a WAL archive), restorable (false: no WAL and no archive),
   compression, size (bytes of data before compression), checksums_verified,
   checksum_failures (pages with a bad checksum)`
 
@@ -55,6 +59,9 @@ type manifestJSON struct {
 	StartLSN          wal.LSN   `json:"start_lsn"`
 	StopLSN           wal.LSN   `json:"stop_lsn"`
 	WALIncluded       bool      `json:"wal_included"`
+	WALArchive        string    `json:"wal_archive,omitempty"`
+	SelfContained     bool      `json:"self_contained"`
+	Restorable        bool      `json:"restorable"`
 	Compression       string    `json:"compression"`
 	Size              int64     `json:"size"`
 	ChecksumsVerified bool      `json:"checksums_verified"`
@@ -71,7 +78,8 @@ func toJSON(e *catalog.Entry) backupJSON {
 			Label: m.Label, StartTime: m.StartTime.UTC(), StopTime: m.StopTime.UTC(),
 			PGVersion: m.PGVersion, PGVersionNum: m.PGVersionNum, SystemIdentifier: m.SystemIdentifier,
 			Timeline: m.Timeline, StartLSN: m.StartLSN, StopLSN: m.StopLSN,
-			WALIncluded: m.WALIncluded, Compression: m.Compression, Size: m.TotalSize(),
+			WALIncluded: m.WALIncluded, WALArchive: m.WALArchive, SelfContained: m.SelfContained(), Restorable: !m.Unrestorable(),
+			Compression: m.Compression, Size: m.TotalSize(),
 			ChecksumsVerified: m.ChecksumsVerified, ChecksumFailures: m.ChecksumFailuresTotal,
 		}
 	}
@@ -85,7 +93,10 @@ func newListCommand(g *globalOptions) *cobra.Command {
 		Short: "List the backups in the bucket, newest first",
 		Long: `List the complete backups in the bucket, newest first (by stop time): ID,
 stop time, label, PostgreSQL version, size before and after compression,
-start and stop LSN, whether WAL is included, and page checksum failures.
+start and stop LSN, where its WAL is (WAL: "yes" included, the backup
+restores without an archive; "archive": it needs the WAL archive; "NONE":
+no WAL and the server was not archiving, nothing can restore it), and page
+checksum failures.
 
 --all also lists incomplete backups: objects without a manifest.json, left
 by a backup that is running, failed or was interrupted (their object count,
@@ -176,7 +187,7 @@ func printBackupTable(w io.Writer, entries []*catalog.Entry) {
 				failures = fmt.Sprint(m.ChecksumFailuresTotal)
 			}
 			row = []string{e.ID, formatTime(e.Time()), oneLine(m.Label), shortVersion(m.PGVersion), humanBytes(m.TotalSize()),
-				humanBytes(e.Bytes), m.StartLSN.String(), m.StopLSN.String(), yesNo(m.WALIncluded), failures}
+				humanBytes(e.Bytes), m.StartLSN.String(), m.StopLSN.String(), walColumn(m), failures}
 		}
 		if notes {
 			row = append(row, entryNote(e))
@@ -184,6 +195,19 @@ func printBackupTable(w io.Writer, entries []*catalog.Entry) {
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	_ = tw.Flush()
+}
+
+// walColumn: "yes" when the backup holds its WAL, "archive" when it needs
+// the WAL archive, "NONE" when nothing can restore it.
+func walColumn(m *manifest.Backup) string {
+	switch {
+	case m.WALIncluded:
+		return "yes"
+	case m.Unrestorable():
+		return "NONE"
+	default:
+		return "archive"
+	}
 }
 
 // entryNote says what is wrong with a backup that cannot be restored.

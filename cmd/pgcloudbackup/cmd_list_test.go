@@ -148,9 +148,12 @@ func wantOneLineError(t *testing.T, r cliResult, code int, contains ...string) {
 // crashed backup and one that is running.
 func seedCatalog(t *testing.T, now time.Time) *testBucket {
 	b := newTestBucket(t)
-	b.addBackup("20261101T020000Z", now.Add(-23*24*time.Hour), nil)
+	// Taken with --no-wal from a server that did not archive: nothing can
+	// restore it.
+	b.addBackup("20261101T020000Z", now.Add(-23*24*time.Hour), func(m *manifest.Backup) { m.WALArchive = manifest.WALArchiveOff })
 	b.addBackup("20261120T020000Z", now.Add(-4*24*time.Hour), func(m *manifest.Backup) {
 		m.WALIncluded = true
+		m.WALArchive = manifest.WALArchiveOff
 		m.ChecksumFailures = []manifest.ChecksumFailure{{Path: "base/5/16384", Count: 3, Blocks: []uint32{7, 8, 9}}}
 		m.ChecksumFailuresTotal = 3
 	})
@@ -198,6 +201,11 @@ func TestListCommand(t *testing.T) {
 			t.Errorf("row %q lacks %q", lines[2], want)
 		}
 	}
+	// WAL column: "archive" for a backup without WAL (and no record of the
+	// server's archiving), "NONE" when nothing can restore it.
+	if !strings.Contains(lines[1], " archive ") || !strings.Contains(lines[3], " NONE ") {
+		t.Errorf("WAL column wrong:\n%s", r.stdout)
+	}
 	if !strings.HasSuffix(lines[2], " 3") || !strings.HasSuffix(lines[1], " 0") {
 		t.Errorf("checksum failures column wrong:\n%s", r.stdout)
 	}
@@ -217,13 +225,19 @@ func TestListCommand(t *testing.T) {
 	want := map[string]any{
 		"status": "complete", "label": "nightly 20261120T020000Z", "pg_version": "16.4", "pg_version_num": 160004.0,
 		"system_identifier": "7312345678901234567", "timeline": 1.0, "start_lsn": "0/3000028", "stop_lsn": "0/3000158",
-		"wal_included": true, "compression": "zstd", "size": float64(23 << 20), "checksums_verified": true,
+		"wal_included": true, "wal_archive": "off", "self_contained": true, "restorable": true, "compression": "zstd", "size": float64(23 << 20), "checksums_verified": true,
 		"checksum_failures": 3.0, "objects": 3.0,
 	}
 	for k, v := range want {
 		if first[k] != v {
 			t.Errorf("%s = %#v, want %#v", k, first[k], v)
 		}
+	}
+	if l := list[2]; l["wal_included"] != false || l["self_contained"] != false || l["restorable"] != false || l["wal_archive"] != "off" {
+		t.Errorf("backup nothing can restore: %v", l)
+	}
+	if l := list[0]; l["restorable"] != true || l["self_contained"] != false {
+		t.Errorf("backup that needs an archive: %v", l)
 	}
 	for k := range first {
 		if !documented(backupJSONFields, k) {

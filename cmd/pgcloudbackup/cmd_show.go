@@ -76,7 +76,10 @@ func printManifest(w io.Writer, e *catalog.Entry) {
 	field("timeline", "%d", m.Timeline)
 	field("PostgreSQL", "%s (%d)", m.PGVersion, m.PGVersionNum)
 	field("system identifier", "%s", m.SystemIdentifier)
-	field("WAL included", "%s", yesNo(m.WALIncluded))
+	field("WAL", "%s", m.WALSummary())
+	if m.WALArchive != "" {
+		field("WAL archiving", "%s when the backup was taken", m.WALArchive)
+	}
 	field("compression", "%s", m.Compression)
 	field("size", "%s of data, %s stored in %d objects", humanBytes(m.TotalSize()), humanBytes(e.Bytes), e.Objects)
 	field("backup_manifest", "%s (%s)", m.BackupManifest.Key, humanBytes(m.BackupManifest.Size))

@@ -22,6 +22,7 @@ func TestShowCommand(t *testing.T) {
 				{Key: "16385.00002.tar.zst", Size: 1 << 20, RawSize: 1 << 20, SHA256: "ef"}}})
 		m.ChecksumFailures = []manifest.ChecksumFailure{{Path: "pg_tblspc/16385/PG_16_202307071/5/16390", Count: 5, Blocks: []uint32{0, 1, 2, 3, 40}}}
 		m.ChecksumFailuresTotal = 5
+		m.WALArchive = manifest.WALArchiveHealthy
 	})
 
 	r := b.cli("show", "latest")
@@ -36,7 +37,8 @@ func TestShowCommand(t *testing.T) {
 		regexp.MustCompile(`timeline: +1\n`),
 		regexp.MustCompile(`system identifier: +7312345678901234567\n`),
 		regexp.MustCompile(`PostgreSQL: +16.4 \(160004\)\n`),
-		regexp.MustCompile(`WAL included: +no\n`),
+		regexp.MustCompile(`WAL: +not included: needs a WAL archive\n`),
+		regexp.MustCompile(`WAL archiving: +healthy when the backup was taken\n`),
 		regexp.MustCompile(`compression: +zstd\n`),
 		regexp.MustCompile(`page checksums: +5 FAILURES in 1 files\n`),
 		regexp.MustCompile(`\n  0 +base +/var/lib/postgresql/data +23.0 MiB +980 +base.00001.tar.zst +32 B\n`),

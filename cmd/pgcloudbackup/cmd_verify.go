@@ -21,7 +21,12 @@ func newVerifyCommand(g *globalOptions) *cobra.Command {
 		Long: `Download every object of a backup, check its size and SHA-256 against
 manifest.json, decompress it and check every file's size and CRC32C against
 backup_manifest, without writing a data directory. Every damaged or missing
-object is reported by name; the exit code is 1 when anything is wrong.`,
+object is reported by name; the exit code is 1 when anything is wrong.
+
+It also says whether the backup restores on its own (it holds its WAL) or
+needs a WAL archive (taken with --no-wal, or while the server archived its
+WAL). A backup without WAL taken while the server did not archive its WAL
+can be restored by nothing: verify fails it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkJobs(jobs); err != nil {
@@ -54,11 +59,19 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 			status := "ok"
 			if !rep.OK() {
 				status = "damaged"
+				if e.Manifest.Unrestorable() && len(rep.Problems) == 1 {
+					status = "unrestorable"
+				}
 			}
 			writeJSON(g.stdout, map[string]any{"status": status, "report": rep})
 		} else if err == nil {
 			fmt.Fprintf(g.stdout, "backup %s verified: %d objects, %d files, %s of data in %s\n",
 				rep.ID, rep.Objects, rep.Files, humanBytes(rep.Bytes), humanDuration(time.Since(began)))
+			if rep.NeedsWALArchive {
+				fmt.Fprintf(g.stdout, "backup %s holds no WAL: it needs a WAL archive to restore\n", rep.ID)
+			} else {
+				fmt.Fprintf(g.stdout, "backup %s holds its WAL: it restores without a WAL archive\n", rep.ID)
+			}
 		}
 	}
 	return err

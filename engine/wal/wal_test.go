@@ -55,11 +55,15 @@ func TestRangeSelection(t *testing.T) {
 	for _, c := range cases {
 		start, _ := ParseLSN(c.start)
 		stop, _ := ParseLSN(c.stop)
-		r, err := RangeFor(1, start, stop, c.segSize)
+		spans, err := BackupSpans([]Timeline{{TLI: 1}}, 1, start, stop)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		got := r.Names(c.segSize)
+		files := SegmentFiles(spans, c.segSize)
+		var got []string
+		for _, f := range files {
+			got = append(got, f.Name(c.segSize))
+		}
 		if len(got) != len(c.want) {
 			t.Fatalf("%s: got %v want %v", c.name, got, c.want)
 		}
@@ -68,12 +72,12 @@ func TestRangeSelection(t *testing.T) {
 				t.Errorf("%s: got %v want %v", c.name, got, c.want)
 			}
 			tli, seg, ok := ParseFileName(got[i], c.segSize)
-			if !ok || tli != 1 || seg != r.First+SegNo(i) {
+			if !ok || tli != 1 || seg != files[i].Seg || seg != SegmentOf(start, c.segSize)+SegNo(i) {
 				t.Errorf("%s: ParseFileName(%s) = %d %d %v", c.name, got[i], tli, seg, ok)
 			}
 		}
 	}
-	if _, err := RangeFor(1, 100, 100, seg16); err == nil {
+	if _, err := BackupSpans([]Timeline{{TLI: 1}}, 1, 100, 100); err == nil {
 		t.Error("stop == start accepted")
 	}
 }
@@ -122,31 +126,49 @@ func TestAgainstServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lsnText string
-	if err := conn.QueryRow(t.Context(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsnText); err != nil {
+	if err := conn.QueryRow(t.Context(), "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsnText); err != nil {
 		t.Fatal(err)
 	}
 	lsn, _ := ParseLSN(lsnText)
 	seg := SegmentOf(lsn, seg16)
-	page := make([]byte, 8192)
-	f, err := os.Open(filepath.Join(c.DataDir, "pg_wal", FileName(1, seg, seg16)))
+	data, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", FileName(1, seg, seg16)))
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.ReadAt(page, 0); err != nil {
 		t.Fatal(err)
 	}
 	var id uint64
 	for _, ch := range sysid {
 		id = id*10 + uint64(ch-'0')
 	}
-	if err := CheckSegment(page, seg, seg16, id); err != nil {
+	limit := int64(uint64(lsn) - uint64(seg)*seg16)
+	check := func(f SegmentFile, sys uint64, tlis []uint32) error {
+		pc := NewPageChecker(PageCheck{File: f, SegSize: seg16, PageSize: 8192, SysID: sys, Timelines: tlis})
+		// Odd-sized writes: headers split across writes must still be checked.
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 7777)
+			if _, err := pc.Write(rest[:n]); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		return pc.Done()
+	}
+	if err := check(SegmentFile{TLI: 1, Seg: seg, Limit: limit}, id, []uint32{1}); err != nil {
 		t.Fatalf("current segment rejected: %v", err)
 	}
-	if err := CheckSegment(page, seg+1, seg16, id); err == nil {
+	if err := check(SegmentFile{TLI: 1, Seg: seg + 1, Limit: limit}, id, []uint32{1}); err == nil {
 		t.Fatal("segment accepted under the wrong segment number (recycled file not detected)")
 	}
-	if err := CheckSegment(page, seg, seg16, id+1); err == nil {
+	if err := check(SegmentFile{TLI: 1, Seg: seg, Limit: limit}, id+1, []uint32{1}); err == nil {
 		t.Fatal("segment of another cluster accepted")
+	}
+	if err := check(SegmentFile{TLI: 2, Seg: seg, Limit: limit}, id, []uint32{2}); err == nil {
+		t.Fatal("pages of timeline 1 accepted where the history has only timeline 2")
+	}
+	// The rest of the current segment is not written yet (zeros, or a
+	// recycled segment's leftovers): WAL said to end there is refused.
+	if limit+3*8192 < seg16 {
+		if err := check(SegmentFile{TLI: 1, Seg: seg, Limit: limit + 3*8192}, id, []uint32{1}); err == nil {
+			t.Fatal("unwritten pages accepted as valid WAL")
+		}
 	}
 }
