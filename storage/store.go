@@ -51,10 +51,10 @@ type Store struct {
 	Display string // the URL, safe to print: no credentials, no secret parameter values
 	Limits  Limits
 
-	bucket   string    // bucket, container or directory
-	endpoint string    // service URL for "cannot reach" messages ("" if none)
-	s3       *s3Bucket // s3 only
-	fileDir  string    // file only
+	bucket   string      // bucket, container or directory
+	endpoint string      // service URL for "cannot reach" messages ("" if none)
+	s3       *s3Bucket   // s3 only
+	fileDir  string      // file only
 	dirMode  os.FileMode // file only: mode of directories we create
 	log      *slog.Logger
 
