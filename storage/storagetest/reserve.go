@@ -143,6 +143,7 @@ func testDeleteCrashed(t *testing.T, s *storage.Store) {
 	}
 	cancel()
 	<-up
+	ctx = ctxFor(t)
 	if left := listedUnder(t, s, s.BackupKey(r.ID, "")); len(left) != 0 {
 		t.Errorf("left after DeleteBackup: %v", left)
 	}
