@@ -50,9 +50,16 @@ func minioTarget(t *testing.T, m *testsvc.MinIO, bucket, prefix string) integrit
 		env:     m.Env(),
 		objects: func(t *testing.T) []string { return listKeys(t, m, bucket, prefix+"/") },
 		pending: func(t *testing.T, keys []string) []string {
+			// Key by key (what MinIO is documented to answer), and the
+			// whole bucket (which this MinIO also answers).
 			var out []string
 			for _, k := range keys {
 				out = append(out, m.PendingUploads(t, bucket, prefix+"/"+k)...)
+			}
+			for _, k := range m.PendingUploads(t, bucket, "") {
+				if strings.HasPrefix(k, prefix+"/") && !slices.Contains(out, k) {
+					out = append(out, k)
+				}
 			}
 			return out
 		},
@@ -91,7 +98,7 @@ func candidateKeys(from, to time.Time) []string {
 			}
 			names := []string{storage.ManifestName, storage.PGManifestName, storage.MarkerName}
 			for p := 1; p <= 4; p++ {
-				names = append(names, fmt.Sprintf("base.%05d.tar.zst", p))
+				names = append(names, fmt.Sprintf("base.%05d.tar", p), fmt.Sprintf("base.%05d.tar.zst", p))
 			}
 			for _, n := range names {
 				keys = append(keys, "backups/"+id+"/"+n)
@@ -222,7 +229,11 @@ func TestKillBackupAnyInstant(t *testing.T) {
 	for _, tg := range []integrityTarget{fileTarget(t), minioTarget(t, m, "kill", "p")} {
 		t.Run(tg.name, func(t *testing.T) {
 			env := append(slices.Clone(c.Env()), tg.env...)
-			args := []string{"backup", "--bucket", tg.url, "--fast", "--max-rate", "8M", "--jobs", "2"}
+			// Uncompressed, in 5 MiB parts: pgbench data compresses so well
+			// that zstd output would fit one part, and S3 would see single
+			// PUTs only, never a multipart upload to leave pending.
+			args := []string{"backup", "--bucket", tg.url, "--fast", "--max-rate", "8M", "--jobs", "2",
+				"--compression", "none", "--part-size", "5MiB"}
 			// How long a whole run takes, to spread the kills over it.
 			began := time.Now()
 			if r := cli(t, env, args...); r.code != 0 {
@@ -263,6 +274,12 @@ func TestKillBackupAnyInstant(t *testing.T) {
 					}
 				}
 				stats[state]++
+				if p := tg.pending(t, candidateKeys(began, ended)); len(p) > 0 {
+					stats["left pending multipart uploads"]++
+				}
+				if slices.ContainsFunc(objs, func(o string) bool { return strings.HasSuffix(o, ".tmp") }) {
+					stats["left temporary files"]++
+				}
 				// Delete: by ID, or by retention past a zero grace.
 				if i%2 == 0 {
 					for _, e := range got {
@@ -284,6 +301,14 @@ func TestKillBackupAnyInstant(t *testing.T) {
 				}
 			}
 			t.Logf("%d kills: %v", kills, stats)
+			// The kills must have hit uploads in flight, or the test
+			// proves nothing about cleaning them up.
+			if tg.name == "minio" && stats["left pending multipart uploads"] == 0 {
+				t.Errorf("no kill left a pending multipart upload: the cleanup of one was not exercised")
+			}
+			if tg.name == "file" && stats["left temporary files"] == 0 {
+				t.Errorf("no kill left a temporary file: the cleanup of one was not exercised")
+			}
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,7 +139,9 @@ func (s *Store) createOnce(ctx context.Context, key string, data []byte) error {
 	if s.fileDir != "" {
 		return s.createOnceFile(key, data)
 	}
-	return s.Bucket.WriteAll(ctx, key, data, &blob.WriterOptions{IfNotExist: true, ContentType: "application/json"})
+	// Upload, not WriteAll: azureblob's Write path panics in Close after a
+	// failed (here: refused) upload; its Upload path does not.
+	return s.Bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{IfNotExist: true, ContentType: "application/json"})
 }
 
 // createOnceFile creates key's file with O_EXCL, which is atomic between
