@@ -24,6 +24,13 @@ const Latest = "latest"
 // listHint tells users where to find valid IDs.
 const listHint = "see the backups with 'pgcloudbackup list'"
 
+// listAllHint also shows incomplete backups.
+const listAllHint = "see the backups with 'pgcloudbackup list --all'"
+
+// FutureSkew is how far in the future a backup's ID time may be before
+// it is treated as suspect (clock skew between hosts, or a crafted ID).
+const FutureSkew = 5 * time.Minute
+
 // Status of a backup as listed.
 const (
 	StatusComplete   = "complete"   // manifest.json present and readable
@@ -68,27 +75,61 @@ func (e *Entry) Time() time.Time {
 	return e.Modified
 }
 
+// Started is the time a backup is ordered and aged by: the time in its
+// ID, which the tool took from its own clock when it reserved the ID
+// (unlike the manifest's stop_time, it cannot be rewritten without
+// renaming every object). An ID this tool did not make falls back to the
+// manifest's stop time, then to when its newest object was written.
+func (e *Entry) Started() time.Time {
+	if t, _, ok := storage.ParseBackupID(e.ID); ok {
+		return t
+	}
+	return e.Time()
+}
+
 // Catalog is the backups of one bucket, newest first.
 type Catalog struct {
 	// Where is the bucket, printable (for messages).
 	Where   string
 	Entries []Entry
+	// Now is when the catalog was read: backups dated after Now +
+	// FutureSkew are suspect (see InFuture).
+	Now time.Time
 }
 
-// New returns a catalog of entries, sorted newest first.
+// New returns a catalog of entries, sorted newest first, read now.
 func New(where string, entries []Entry) *Catalog {
-	c := &Catalog{Where: where, Entries: append([]Entry(nil), entries...)}
+	c := &Catalog{Where: where, Entries: append([]Entry(nil), entries...), Now: time.Now()}
 	sort.SliceStable(c.Entries, func(i, j int) bool { return newer(&c.Entries[i], &c.Entries[j]) })
 	return c
 }
 
-// newer orders by time, then by ID (IDs sort by start time).
+// newer orders by start time, then by ID sequence (see storage.IDLess).
 func newer(a, b *Entry) bool {
-	ta, tb := a.Time(), b.Time()
+	ta, tb := a.Started(), b.Started()
 	if !ta.Equal(tb) {
 		return ta.After(tb)
 	}
-	return a.ID > b.ID
+	return storage.IDLess(b.ID, a.ID)
+}
+
+// InFuture reports whether e is dated more than FutureSkew after c.Now.
+// Such a backup is never "latest" nor the newest for retention: one
+// skewed clock (or a crafted ID) would otherwise pin both forever.
+func (c *Catalog) InFuture(e *Entry) bool {
+	return e.Started().After(c.Now.Add(FutureSkew))
+}
+
+// Future returns the backups dated in the future (see InFuture), for
+// callers to warn about.
+func (c *Catalog) Future() []*Entry {
+	var out []*Entry
+	for i := range c.Entries {
+		if c.InFuture(&c.Entries[i]) {
+			out = append(out, &c.Entries[i])
+		}
+	}
+	return out
 }
 
 // loadConcurrency bounds the manifest reads in flight: enough to hide
@@ -200,7 +241,7 @@ func (c *Catalog) Resolve(ref string) (*Entry, error) {
 		}
 		return nil, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("no complete backup in %s to use as %q", c.Where, Latest),
-			Hint: listHint + " --all"}
+			Hint: listAllHint}
 	}
 	e, err := c.Lookup(ref)
 	if err != nil {
@@ -210,7 +251,7 @@ func (c *Catalog) Resolve(ref string) (*Entry, error) {
 	case StatusIncomplete:
 		return nil, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("backup %s in %s is incomplete (no %s): it is still running, failed, or is being deleted", ref, c.Where, storage.ManifestName),
-			Hint: listHint}
+			Hint: listAllHint}
 	case StatusUnreadable:
 		return nil, failure.Wrap(failure.KindOf(e.Err), fmt.Errorf("backup %s: %w", ref, e.Err), failure.HintOf(e.Err))
 	}
@@ -232,11 +273,12 @@ func (c *Catalog) Lookup(id string) (*Entry, error) {
 		Err: fmt.Errorf("%s in %s", what, c.Where), Hint: listHint}
 }
 
-// Newest returns the newest usable complete backup, or nil.
+// Newest returns the newest usable complete backup not dated in the
+// future (InFuture), or nil.
 func (c *Catalog) Newest() *Entry {
 	for i := range c.Entries {
-		if c.Entries[i].Usable() {
-			return &c.Entries[i]
+		if e := &c.Entries[i]; e.Usable() && !c.InFuture(e) {
+			return e
 		}
 	}
 	return nil

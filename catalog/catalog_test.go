@@ -99,12 +99,14 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	for i := 1; i < len(c.Entries); i++ {
-		if c.Entries[i].Time().After(c.Entries[i-1].Time()) {
+		if c.Entries[i].Started().After(c.Entries[i-1].Started()) {
 			t.Errorf("not newest first: %v", order)
 		}
 	}
-	if n := c.Newest(); n == nil || n.ID != "20261120T020000Z" || !bytes.Equal(n.JSON, a) {
-		t.Errorf("newest %+v, want 20261120T020000Z (latest stop time) with its manifest.json as stored", n)
+	// Newest by the time in the ID (the tool's clock when it reserved
+	// the ID), not by the manifest's stop_time.
+	if n := c.Newest(); n == nil || n.ID != "20261120T030000Z" || !bytes.Equal(n.JSON, b) {
+		t.Errorf("newest %+v, want 20261120T030000Z (started last) with its manifest.json as stored", n)
 	}
 	e, _ := c.Lookup("20261120T030000Z")
 	if e.Manifest.StopTime != t0.Add(time.Hour) || !bytes.Equal(e.JSON, b) || e.Manifest.Label != "label 20261120T030000Z" {
@@ -130,8 +132,11 @@ func TestLoad(t *testing.T) {
 	}
 
 	// Find: by ID reads one manifest; latest the newest; the rest fail.
-	if e, err := Find(ctx, s, Latest); err != nil || e.ID != "20261120T020000Z" {
+	if e, err := Find(ctx, s, Latest); err != nil || e.ID != "20261120T030000Z" {
 		t.Errorf("Find(latest) = %v, %v", e, err)
+	}
+	if _, err := Find(ctx, s, "20261121T000000Z"); failure.HintOf(err) != "see the backups with 'pgcloudbackup list --all'" {
+		t.Errorf("Find(incomplete) hint %q, want the list --all hint with --all inside the quotes", failure.HintOf(err))
 	}
 	if e, err := Find(ctx, s, "20261101T000000Z"); err != nil || e.Manifest.ID != "20261101T000000Z" || e.Manifest.StartLSN != wal.LSN(0x2000028) {
 		t.Errorf("Find(20261101T000000Z) = %+v, %v", e, err)

@@ -14,8 +14,8 @@ import (
 type Policy struct {
 	// Retain keeps the Retain newest complete backups.
 	Retain *int
-	// OlderThan keeps the complete backups that stopped at most OlderThan
-	// before Now.
+	// OlderThan keeps the complete backups that started (Entry.Started)
+	// at most OlderThan before Now.
 	OlderThan *time.Duration
 	// Grace is how long an incomplete backup (no manifest.json) is left
 	// alone after its newest object was written: it may be running.
@@ -56,6 +56,7 @@ func (c *Catalog) Plan(p Policy) ([]Decision, error) {
 	if (p.OlderThan != nil && *p.OlderThan < 0) || p.Grace < 0 {
 		return nil, failure.New(failure.Usage, "negative duration in the retention policy")
 	}
+	c = c.at(p.Now)
 	newest := c.Newest()
 	out := make([]Decision, 0, len(c.Entries))
 	rank := 0 // usable complete backups seen so far, newest first
@@ -69,8 +70,15 @@ func (c *Catalog) Plan(p Policy) ([]Decision, error) {
 			d.Protected = true
 			d.Reason = "manifest.json cannot be read: " + e.Err.Error()
 		default:
+			if c.InFuture(e) {
+				// Kept, but it neither counts toward --retain nor
+				// stands as the newest: it shields nothing.
+				d.Protected = true
+				d.Reason = futureReason(e, p.Now)
+				break
+			}
 			rank++
-			age := p.Now.Sub(e.Time())
+			age := p.Now.Sub(e.Started())
 			switch {
 			case p.Retain != nil && rank <= *p.Retain:
 				d.Reason = newestN(*p.Retain)
@@ -87,6 +95,21 @@ func (c *Catalog) Plan(p Policy) ([]Decision, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// at returns c as seen at now (for InFuture); c itself if now is zero.
+// Entries are shared, so decisions point into c.
+func (c *Catalog) at(now time.Time) *Catalog {
+	if now.IsZero() {
+		return c
+	}
+	return &Catalog{Where: c.Where, Entries: c.Entries, Now: now}
+}
+
+// futureReason explains why a backup dated in the future is kept.
+func futureReason(e *Entry, now time.Time) string {
+	return fmt.Sprintf("dated %s in the future (clock skew or a crafted ID): kept, but not counted as newest nor toward --retain; delete it by ID",
+		FormatDuration(e.Started().Sub(now)))
 }
 
 // deleteReason names the rules that let a complete backup go.
@@ -128,8 +151,21 @@ func (p Policy) incomplete(e *Entry) Decision {
 // p.Force it refuses (a Precondition error) the newest complete backup and
 // an incomplete one still in its grace period: deleting a running backup's
 // parts would let it finish into a manifest that names missing objects.
+//
+// id may be "latest": the backup Resolve names, which is always the newest
+// complete one, so deleting it needs --force like deleting it by ID.
 func (c *Catalog) PlanDelete(id string, p Policy) (Decision, error) {
-	e, err := c.Lookup(id)
+	c = c.at(p.Now)
+	var e *Entry
+	var err error
+	if id == Latest {
+		e, err = c.Resolve(id)
+		if err == nil {
+			id = e.ID
+		}
+	} else {
+		e, err = c.Lookup(id)
+	}
 	if err != nil {
 		return Decision{}, err
 	}

@@ -295,3 +295,88 @@ func TestResolve(t *testing.T) {
 		t.Errorf("ID in an empty bucket: %v", err)
 	}
 }
+
+// tool is a complete backup with an ID this tool makes, started ago before
+// now; its manifest's stop time says stopAgo (it may lie).
+func tool(ago, stopAgo time.Duration, seq int) Entry {
+	id := storage.NewBackupID(now.Add(-ago))
+	if seq > 1 {
+		id = fmt.Sprintf("%s-%d", id, seq)
+	}
+	e := complete(id, stopAgo)
+	return e
+}
+
+// TestFutureDatedBackups: a backup whose ID is in the future (a skewed
+// clock on another host sharing the prefix, or a crafted directory) is not
+// "latest", is not the newest retention protects, does not count toward
+// --retain, and is kept with a reason saying so; the ordering follows the
+// IDs, whatever stop_time the manifests claim.
+func TestFutureDatedBackups(t *testing.T) {
+	h, d := time.Hour, 24*time.Hour
+	future := tool(-30*d, -30*d, 1) // 30 days ahead, manifest too
+	recent := tool(1*h, 50*d, 1)    // manifest claims an old stop time
+	older := tool(2*d, 2*d, 1)
+	oldest := tool(9*d, -100*d, 1) // manifest claims a future stop time
+	c := New("mem://", []Entry{oldest, future, recent, older})
+	c.Now = now
+	var order []string
+	for _, e := range c.Entries {
+		order = append(order, e.ID)
+	}
+	if want := []string{future.ID, recent.ID, older.ID, oldest.ID}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("order %v, want by ID time %v", order, want)
+	}
+	if got := c.Future(); len(got) != 1 || got[0].ID != future.ID {
+		t.Errorf("Future() = %v, want only %s", got, future.ID)
+	}
+	if e, err := c.Resolve(Latest); err != nil || e.ID != recent.ID {
+		t.Errorf("latest = %v, %v; want %s, not the future-dated one", e, err, recent.ID)
+	}
+	ds, err := c.Plan(Policy{Retain: ptr(1), Grace: d, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Decision{}
+	for _, dd := range ds {
+		got[dd.Entry.ID] = dd
+	}
+	if dd := got[future.ID]; dd.Delete || !dd.Protected || !strings.Contains(dd.Reason, "future") {
+		t.Errorf("future-dated: %+v, want kept, protected, reason naming the future", dd)
+	}
+	if got[recent.ID].Delete || !got[older.ID].Delete || !got[oldest.ID].Delete {
+		t.Errorf("retain 1: %s", outcome(ds))
+	}
+	// --older-than ages by the ID: the oldest's future stop_time does
+	// not shield it, the recent one's old stop_time does not doom it.
+	ds, err = c.Plan(Policy{OlderThan: ptr(7 * d), Grace: d, Now: now, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s:protected %s:keep %s:keep %s:delete", future.ID, recent.ID, older.ID, oldest.ID)
+	if parts := strings.Fields(want); outcome(ds) != strings.Join(sortStrings(parts), " ") {
+		t.Errorf("older than 7d: %s, want %s", outcome(ds), want)
+	}
+}
+
+func sortStrings(s []string) []string { sort.Strings(s); return s }
+
+// TestDeleteLatest: "latest" names the newest complete backup for delete
+// as for show and restore, under the same protection.
+func TestDeleteLatest(t *testing.T) {
+	h := time.Hour
+	c := New("mem://", []Entry{tool(2*h, 2*h, 1), tool(1*h, 1*h, 1), tool(1*h, 1*h, 2)})
+	c.Now = now
+	newest := storage.NewBackupID(now.Add(-h)) + "-2"
+	_, err := c.PlanDelete(Latest, Policy{Now: now})
+	if failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), newest) || !strings.Contains(failure.HintOf(err), "--force") {
+		t.Errorf("delete latest without --force: %v, want refused naming %s", err, newest)
+	}
+	d, err := c.PlanDelete(Latest, Policy{Now: now, Force: true})
+	if err != nil || d.Entry.ID != newest || !d.Delete {
+		t.Errorf("delete latest --force = %+v, %v; want %s", d, err, newest)
+	}
+	if _, err := New("mem://", nil).PlanDelete(Latest, Policy{Now: now, Force: true}); failure.KindOf(err) != failure.Precondition {
+		t.Errorf("delete latest in an empty bucket: %v, want a precondition", err)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -21,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"gocloud.dev/blob"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -170,6 +168,26 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	}
 	logger := opts.Logger
 
+	// The ID is reserved before the server is touched: the reservation is
+	// also the check that we may write the bucket, so a bucket we cannot
+	// use never costs a checkpoint or puts the server in backup mode.
+	if err := store.CheckAccess(ctx); err != nil {
+		return nil, err
+	}
+	res, err := newBackupID(ctx, store, opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	id := res.ID
+	var run *backupRun
+	// From here on a failure removes what this backup wrote, and only
+	// that (see cleanup).
+	defer func() {
+		if err != nil {
+			cleanup(res, run, opts.UploadContext, logger.With("backup", id), err)
+		}
+	}()
+
 	s, err := connect(ctx, opts.DSN, logger)
 	if err != nil {
 		return nil, err
@@ -193,14 +211,7 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	} else if err := checkPostmaster(pgdata, pm, s.info.Address); err != nil {
 		return nil, err
 	}
-	if err := store.CheckAccess(ctx); err != nil {
-		return nil, err
-	}
-	id, err := newBackupID(ctx, store, opts.Now())
-	if err != nil {
-		return nil, err
-	}
-	run := &backupRun{
+	run = &backupRun{
 		opts:            opts,
 		logger:          logger.With("backup", id),
 		store:           store,
@@ -220,12 +231,6 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	} else if !s.info.DataChecksums {
 		run.logger.Info("data checksums are off in this cluster: pages are not verified")
 	}
-	// From here on a failure removes what this backup uploaded.
-	defer func() {
-		if err != nil {
-			run.cleanup(err)
-		}
-	}()
 	return run.take(ctx, s, pgdata, control)
 }
 
@@ -246,24 +251,10 @@ func resolveDataDir(flag, fromServer string) (string, error) {
 	return abs, nil
 }
 
-// newBackupID picks a time-sortable ID no other backup in the bucket uses.
-func newBackupID(ctx context.Context, store *storage.Store, now time.Time) (string, error) {
-	base := storage.NewBackupID(now)
-	for i := 1; i < 100; i++ {
-		id := base
-		if i > 1 {
-			id = fmt.Sprintf("%s-%d", base, i)
-		}
-		iter := store.Bucket.List(&blob.ListOptions{Prefix: store.BackupKey(id, "")})
-		_, err := iter.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return id, nil
-		}
-		if err != nil {
-			return "", storage.Classify(err, "list "+store.BackupKey(id, ""))
-		}
-	}
-	return "", fmt.Errorf("no free backup ID near %s", base)
+// newBackupID reserves a time-sortable ID that no other run can take (see
+// storage.Store.Reserve); on a conflict it takes the next one.
+func newBackupID(ctx context.Context, store *storage.Store, now time.Time) (*storage.Reservation, error) {
+	return store.Reserve(ctx, now)
 }
 
 // archiveContentType is the MIME type of the archive parts: the codec's, or
@@ -627,16 +618,24 @@ func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata 
 	return archives, skip, nil
 }
 
-// cleanup removes what a failed backup uploaded. It runs on the upload
-// context, not the one given to Backup (which may be why we are here): a
-// first signal still cleans up, a second (hard stop) does not wait for it.
-func (r *backupRun) cleanup(cause error) {
-	if r.pgmObj != nil {
-		r.pgmObj.Abort(cause)
+// cleanup removes what a failed backup wrote, and only that: the objects
+// its reservation recorded, their pending multipart uploads, then the
+// marker. It runs on the upload context, not the one given to Backup
+// (which may be why we are here): a first signal still cleans up, a second
+// (hard stop) does not wait for it. run is nil when the backup failed
+// before it began copying.
+func cleanup(res *storage.Reservation, run *backupRun, uploadCtx context.Context, logger *slog.Logger, cause error) {
+	if run != nil && run.pgmObj != nil {
+		run.pgmObj.Abort(cause)
 	}
-	ctx, cancel := context.WithTimeout(r.uploadCtx, time.Minute)
+	ctx, cancel := context.WithTimeout(uploadCtx, time.Minute)
 	defer cancel()
-	if err := r.store.DeleteBackup(ctx, r.id); err != nil {
-		r.logger.Warn("could not remove the objects of the failed backup; `pgcloudbackup delete` removes leftovers", "error", err)
+	n, err := res.Discard(ctx)
+	if err != nil {
+		logger.Warn(fmt.Sprintf("could not remove everything the failed backup wrote; it stays listed as incomplete ('pgcloudbackup list --all') and 'pgcloudbackup delete %s' removes it", res.ID), "error", err)
+		return
+	}
+	if n > 0 {
+		logger.Info("removed the objects of the failed backup", "objects", n)
 	}
 }

@@ -130,6 +130,7 @@ measure() {
 	shift 2
 	for i in $(seq "$REPEAT"); do
 		rm -rf "$RUN/pgbb" "$RUN/files"
+		mkdir -m 700 "$RUN/files" # file:// buckets are never created by the tool
 		say "$name → $target ($i/$REPEAT): $*"
 		/usr/bin/time -f '%e %M' -o "$RUN/time" "$@" >"$RUN/out" 2>&1 || {
 			cat "$RUN/out" >&2

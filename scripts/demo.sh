@@ -52,6 +52,7 @@ INSERT INTO sessions SELECT g, md5(g::text) FROM generate_series(1, 10000) g;
 SQL
 
 BUCKET="file://$DEMO/bucket"
+mkdir -p -m 700 "$DEMO/bucket" # the tool never creates a file:// bucket directory
 say "backup: $BIN backup --bucket $BUCKET --fast --wal --progress"
 "$BIN" backup --bucket "$BUCKET" --fast --wal --progress
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -118,6 +119,12 @@ func classify(err error, what string, tg target) error {
 			"TLS certificate of %s is invalid: %s", orServer(where), invalidCert.Error())
 	}
 
+	// A directory bucket we may not write (or on a read-only mount).
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		return mk(failure.Precondition, "run as a user who may write the bucket directory, or correct the URL",
+			"access to %s denied (%s)", orDir(tg.bucket), short(err))
+	}
+
 	code, status := serviceCode(err)
 	switch {
 	case code == "NoSuchBucket" || code == "ContainerNotFound" || errors.Is(err, storage.ErrBucketNotExist) ||
@@ -193,6 +200,13 @@ func isCertificateError(err error) bool {
 	var invalidCert x509.CertificateInvalidError
 	var verifyErr *tls.CertificateVerificationError
 	return isUnknownAuthority(err) || errors.As(err, &hostErr) || errors.As(err, &invalidCert) || errors.As(err, &verifyErr)
+}
+
+func orDir(dir string) string {
+	if dir == "" {
+		return "the bucket directory"
+	}
+	return "directory " + dir
 }
 
 func orServer(endpoint string) string {

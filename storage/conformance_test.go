@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,8 +51,7 @@ func TestConformanceMem(t *testing.T) {
 
 func TestConformanceFile(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
-		// A directory that does not exist yet: Open creates it.
-		return openURL(t, "file://"+filepath.Join(t.TempDir(), "not", "yet"))
+		return openURL(t, "file://"+t.TempDir())
 	})
 }
 

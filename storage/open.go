@@ -46,7 +46,7 @@ type Options struct {
 //     protocol, localemu, cdn, storage_account; credentials from
 //     AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN,
 //     AZURE_STORAGE_CONNECTION_STRING, or azidentity's default chain.
-//   - file:///dir   a local directory, created (mode 0700) when missing.
+//   - file:///dir   an existing local directory (never created).
 //   - mem://        an in-process bucket (tests and demos).
 //
 // Open does not contact the store: call CheckAccess for that.
@@ -78,7 +78,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	case "azblob":
 		s.Bucket, s.endpoint, err = openAzure(ctx, bu, opts.Retry, log)
 	case "file":
-		s.Bucket, err = openFile(bu)
+		s.Bucket, s.dirMode, err = openFile(bu)
 		s.fileDir = bu.bucket
 	case "mem":
 		if err = checkParams("mem", bu.query); err == nil {
@@ -217,34 +217,52 @@ func sameOrigin(a, b string) bool {
 //     back.)
 //   - directories created with mode 0700 (dir_file_mode overrides): a backup
 //     holds the whole database.
-func openFile(bu *bucketURL) (*blob.Bucket, error) {
-	if err := checkParams("file", bu.query, "no_tmp_dir", "metadata", "create_dir", "dir_file_mode"); err != nil {
-		return nil, err
+//
+// The directory itself must exist: it is never created, so that a mistyped
+// path or an unmounted mount point is an error rather than a new directory
+// (filling the root file system, or answering "no backups").
+func openFile(bu *bucketURL) (*blob.Bucket, os.FileMode, error) {
+	if err := checkParams("file", bu.query, "no_tmp_dir", "metadata", "dir_file_mode"); err != nil {
+		return nil, 0, err
 	}
-	o := &fileblob.Options{CreateDir: true, NoTempDir: true, Metadata: fileblob.MetadataDontWrite, DirFileMode: 0o700}
+	o := &fileblob.Options{NoTempDir: true, Metadata: fileblob.MetadataDontWrite, DirFileMode: 0o700}
 	if v, ok := bu.query["metadata"]; ok {
 		switch v[0] {
 		case "skip":
 		case "":
 			o.Metadata = fileblob.MetadataInSidecar
 		default:
-			return nil, usageErr("file bucket URL parameter metadata=%q: want skip or empty", v[0])
+			return nil, 0, usageErr("file bucket URL parameter metadata=%q: want skip or empty", v[0])
 		}
 	}
 	if v := bu.query.Get("dir_file_mode"); v != "" {
 		m, err := strconv.ParseUint(v, 0, 32)
-		if err != nil || m&0o700 != 0o700 {
-			return nil, usageErr("file bucket URL parameter dir_file_mode=%q: want an octal mode like 0750 that the owner can use", v)
+		if err != nil || m&0o700 != 0o700 || m > 0o777 {
+			return nil, 0, usageErr("file bucket URL parameter dir_file_mode=%q: want an octal mode like 0750 that the owner can use", v)
 		}
 		o.DirFileMode = os.FileMode(m)
 	}
+	switch fi, err := os.Stat(bu.bucket); {
+	case os.IsNotExist(err):
+		return nil, 0, &failure.Error{Kind: failure.Precondition,
+			Err:  fmt.Errorf("bucket directory %s does not exist", bu.bucket),
+			Hint: "create it (mkdir -m 700 " + bu.bucket + ") or correct the URL; it is never created for you, so that a mistyped path or an unmounted mount point fails"}
+	case err != nil:
+		return nil, 0, &failure.Error{Kind: failure.Precondition,
+			Err:  fmt.Errorf("bucket directory %s: %s", bu.bucket, firstLine(err.Error())),
+			Hint: "check that the path is a directory this user can read and write"}
+	case !fi.IsDir():
+		return nil, 0, &failure.Error{Kind: failure.Precondition,
+			Err:  fmt.Errorf("bucket directory %s is not a directory", bu.bucket),
+			Hint: "file:// URLs name a directory"}
+	}
 	b, err := fileblob.OpenBucket(bu.bucket, o)
 	if err != nil {
-		return nil, &failure.Error{Kind: failure.Precondition,
+		return nil, 0, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("open directory %s: %s", bu.bucket, firstLine(err.Error())),
-			Hint: "check that the path is a directory this user can create and write"}
+			Hint: "check that the path is a directory this user can read and write"}
 	}
-	return b, nil
+	return b, o.DirFileMode, nil
 }
 
 // azureContainerClient picks the credential as gocloud's azureblob does:

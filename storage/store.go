@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gocloud.dev/blob"
@@ -50,11 +51,16 @@ type Store struct {
 	Display string // the URL, safe to print: no credentials, no secret parameter values
 	Limits  Limits
 
-	bucket   string    // bucket, container or directory
-	endpoint string    // service URL for "cannot reach" messages ("" if none)
-	s3       *s3Bucket // s3 only
-	fileDir  string    // file only
+	bucket   string      // bucket, container or directory
+	endpoint string      // service URL for "cannot reach" messages ("" if none)
+	s3       *s3Bucket   // s3 only
+	fileDir  string      // file only
+	dirMode  os.FileMode // file only: mode of directories we create
 	log      *slog.Logger
+
+	// reservation is the backup ID this store's run holds (Reserve):
+	// Upload reports the keys it writes under it.
+	reservation atomic.Pointer[Reservation]
 }
 
 // NewStore wraps a bucket that is already open into a Store with no prefix
@@ -149,14 +155,21 @@ func (s *Store) checkFileDirs() error {
 type BackupRef struct {
 	ID       string
 	Complete bool      // manifest.json is present
-	Objects  int       // objects in the directory
+	Objects  int       // objects in the directory, temporary files included
 	Bytes    int64     // their total size
 	Modified time.Time // the newest object's modification time
+	// TempFiles counts the uploads in progress, or stranded by a crash,
+	// of a file:// bucket (fileblob's "<name>.<hex>.tmp").
+	TempFiles int
+	// Reserved: the ID's marker (MarkerName) is present.
+	Reserved bool
 }
 
 // ListBackups returns the backups under the prefix, newest first (by ID).
 // It makes one flat listing of backups/, so it costs one request per 1000
-// objects whatever the number of backups.
+// objects whatever the number of backups. A backup that crashed shows up
+// as long as anything of it is left: its marker, an object or a temporary
+// file.
 func (s *Store) ListBackups(ctx context.Context) ([]BackupRef, error) {
 	if err := s.checkFileDirs(); err != nil {
 		return nil, err
@@ -173,7 +186,7 @@ func (s *Store) ListBackups(ctx context.Context) ([]BackupRef, error) {
 			return nil, s.Classify(err, "list backups in "+s.Display)
 		}
 		id, name, ok := strings.Cut(strings.TrimPrefix(obj.Key, base), "/")
-		if !ok || id == "" || name == "" || s.isTempFile(name) {
+		if !ok || id == "" || name == "" {
 			continue
 		}
 		r := refs[id]
@@ -186,16 +199,38 @@ func (s *Store) ListBackups(ctx context.Context) ([]BackupRef, error) {
 		if obj.ModTime.After(r.Modified) {
 			r.Modified = obj.ModTime
 		}
-		if name == ManifestName {
+		switch {
+		case s.isTempFile(name):
+			r.TempFiles++
+		case name == ManifestName:
 			r.Complete = true
+		case name == MarkerName:
+			r.Reserved = true
 		}
 	}
 	out := make([]BackupRef, 0, len(refs))
 	for _, r := range refs {
 		out = append(out, *r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	sort.Slice(out, func(i, j int) bool { return IDLess(out[j].ID, out[i].ID) })
 	return out, nil
+}
+
+// IDLess orders backup IDs by time, then sequence ("…Z" < "…Z-2" <
+// "…Z-10"); IDs this tool did not make sort before all others, by string.
+func IDLess(a, b string) bool {
+	ta, sa, oka := ParseBackupID(a)
+	tb, sb, okb := ParseBackupID(b)
+	switch {
+	case oka && okb:
+		if !ta.Equal(tb) {
+			return ta.Before(tb)
+		}
+		return sa < sb
+	case oka != okb:
+		return okb
+	}
+	return a < b
 }
 
 // fileblobTemp matches the temporary files fileblob writes next to the
@@ -208,18 +243,22 @@ func (s *Store) isTempFile(name string) bool {
 	return s.Scheme == "file" && fileblobTemp.MatchString(name)
 }
 
-// DeleteBackup deletes every object of backup id. manifest.json goes first,
-// so that a deletion that stops half-way leaves an incomplete backup, never
-// one that looks complete but lacks parts. Then it aborts the multipart
-// uploads still pending under it (S3; see s3mpu for MinIO's limits). A
-// backup with no object and no pending upload is a Precondition error.
+// DeleteBackup deletes every object of backup id: manifest.json first, so
+// that a deletion that stops half-way leaves an incomplete backup, never
+// one that looks complete but lacks parts; then the other objects and the
+// temporary files a crashed upload left (file://); then it aborts the
+// multipart uploads still pending under it (S3: by the directory prefix,
+// which AWS answers, and by the exact keys MinIO needs: those listed, and
+// those the marker says the run started); the marker goes last, so a
+// deletion that stops half-way stays visible and can be run again. A backup
+// with no object and no pending upload is a Precondition error.
 func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
 	dir := s.BackupKey(id, "")
 	var keys []string
-	hasManifest := false
+	hasManifest, hasMarker := false, false
 	it := s.Bucket.List(&blob.ListOptions{Prefix: dir})
 	for {
 		obj, err := it.Next(ctx)
@@ -229,11 +268,32 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 		if err != nil {
 			return s.Classify(err, "list backup "+id)
 		}
-		if obj.Key == dir+ManifestName {
+		switch obj.Key {
+		case dir + ManifestName:
 			hasManifest = true
-			continue
+		case dir + MarkerName:
+			hasMarker = true
+		default:
+			keys = append(keys, obj.Key)
 		}
-		keys = append(keys, obj.Key)
+	}
+	// The keys a crashed run started: read before anything is deleted.
+	pendingKeys := map[string]bool{}
+	for _, k := range keys {
+		pendingKeys[k] = true
+	}
+	if hasMarker && s.s3 != nil {
+		m, err := s.readMarker(ctx, id)
+		if err != nil {
+			s.logger().WarnContext(ctx, "cannot read the backup's marker; pending uploads are looked up by the listed keys and the prefix only", "backup", id, "error", err)
+		}
+		if m != nil {
+			for _, k := range m.Keys {
+				if strings.HasPrefix(k, dir) && checkID(strings.TrimPrefix(k, dir)) == nil {
+					pendingKeys[k] = true
+				}
+			}
+		}
 	}
 	if hasManifest {
 		if err := s.deleteKey(ctx, dir+ManifestName); err != nil {
@@ -245,14 +305,17 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 			return s.Classify(err, fmt.Sprintf("delete backup %s: delete %s", id, strings.TrimPrefix(k, dir)))
 		}
 	}
-	// The directory prefix finds every pending upload on AWS S3; MinIO
-	// only answers for exact keys, so ask for each object's key as well.
 	aborted, err := s.AbortIncompleteUploads(ctx, dir)
 	if err != nil {
 		return err
 	}
-	if s.Scheme == "s3" {
-		for _, k := range keys {
+	if s.s3 != nil {
+		sorted := make([]string, 0, len(pendingKeys))
+		for k := range pendingKeys {
+			sorted = append(sorted, k)
+		}
+		sort.Strings(sorted)
+		for _, k := range sorted {
 			n, err := s.AbortIncompleteUploads(ctx, k)
 			if err != nil {
 				return err
@@ -260,16 +323,18 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 			aborted += n
 		}
 	}
-	if !hasManifest && len(keys) == 0 && aborted == 0 {
+	if hasMarker {
+		if err := s.deleteKey(ctx, dir+MarkerName); err != nil {
+			return s.Classify(err, fmt.Sprintf("delete backup %s: delete %s", id, MarkerName))
+		}
+	}
+	if !hasManifest && !hasMarker && len(keys) == 0 && aborted == 0 {
 		return failure.New(failure.Precondition, "no backup %s in %s", id, s.Display)
 	}
 	if aborted > 0 {
 		s.logger().InfoContext(ctx, "aborted unfinished uploads", "backup", id, "uploads", aborted)
 	}
-	if s.fileDir != "" {
-		// fileblob leaves the emptied directory behind; tidy it.
-		_ = os.Remove(filepath.Join(s.fileDir, filepath.FromSlash(strings.TrimSuffix(dir, "/"))))
-	}
+	s.removeEmptyDir(id)
 	return nil
 }
 

@@ -71,13 +71,13 @@ func TestOpenRefusesBadURLs(t *testing.T) {
 		{"/just/a/path", failure.Usage, "no scheme"},
 		{"s3://", failure.Usage, "names no bucket"},
 		{"s3:bucket", failure.Usage, "malformed"},
-		{"s3://b/a//c?region=x", failure.Usage, "segment"},
-		{"s3://b/../x?region=x", failure.Usage, "segment"},
+		{"s3://bkt/a//c?region=x", failure.Usage, "segment"},
+		{"s3://bkt/../x?region=x", failure.Usage, "segment"},
 		{"s3://AKIA:supersecret@b?region=x", failure.Usage, "credentials"},
-		{"s3://b?region=x&colour=blue", failure.Usage, "colour"},
-		{"s3://b?region=x&endpoint=minio:9000", failure.Usage, "scheme"},
-		{"s3://b?region=x&use_path_style=maybe", failure.Usage, "use_path_style"},
-		{"s3://b", failure.Usage, "region"},
+		{"s3://bkt?region=x&colour=blue", failure.Usage, "colour"},
+		{"s3://bkt?region=x&endpoint=minio:9000", failure.Usage, "scheme"},
+		{"s3://bkt?region=x&use_path_style=maybe", failure.Usage, "use_path_style"},
+		{"s3://bkt", failure.Usage, "region"},
 		{"gs://b?sig=xyz", failure.Usage, "sig"},
 		{"azblob://c?colour=blue", failure.Usage, "colour"},
 		{"azblob://c", failure.Precondition, "storage account"},
@@ -85,6 +85,17 @@ func TestOpenRefusesBadURLs(t *testing.T) {
 		{"file:///", failure.Usage, "no directory"},
 		{"file:///tmp/x?base_url=y", failure.Usage, "base_url"},
 		{"mem://?x=1", failure.Usage, "x"},
+		// Relative directories depend on where the command runs.
+		{"file://./relbucket", failure.Usage, "relative"},
+		{"file://../up", failure.Usage, "relative"},
+		{"file:relbucket", failure.Usage, "malformed"},
+		// S3's naming rules, checked before anything is sent.
+		{"s3://ab?region=x", failure.Usage, "3 to 63"},
+		{"s3://" + strings.Repeat("a", 64) + "?region=x", failure.Usage, "3 to 63"},
+		{"s3://My_Bucket?region=x", failure.Usage, "character"},
+		{"s3://-bucket?region=x", failure.Usage, "start and end"},
+		{"s3://a..b?region=x", failure.Usage, "adjacent"},
+		{"s3://192.168.1.1?region=x", failure.Usage, "IP address"},
 	}
 	for _, tc := range tests {
 		_, err := storage.Open(context.Background(), tc.url, storage.Options{})
@@ -98,7 +109,7 @@ func TestOpenRefusesBadURLs(t *testing.T) {
 		if strings.Contains(err.Error(), "supersecret") || strings.Contains(err.Error(), "xyz") {
 			t.Errorf("Open(%q) error shows a secret: %q", tc.url, err)
 		}
-		if tc.kind == failure.Usage && !strings.Contains(failure.HintOf(err), "s3://") && tc.mention != "region" {
+		if tc.kind == failure.Usage && !strings.Contains(failure.HintOf(err), "s3://") && tc.mention != "region" && tc.mention != "relative" {
 			t.Errorf("Open(%q): hint %q does not show the accepted forms", tc.url, failure.HintOf(err))
 		}
 	}
@@ -116,16 +127,31 @@ func TestRedact(t *testing.T) {
 }
 
 func TestFileBucketDirectory(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "a", "b")
+	// A missing directory is never created: a mistyped path or an
+	// unmounted mount point must not become an empty bucket.
+	missing := filepath.Join(t.TempDir(), "a", "b")
+	if _, err := storage.Open(context.Background(), "file://"+missing, storage.Options{}); failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Open of a missing directory: %v (kind %v), want a precondition naming it", err, failure.KindOf(err))
+	}
+	if _, err := os.Stat(filepath.Dir(missing)); !os.IsNotExist(err) {
+		t.Fatalf("Open created something: %v", err)
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storage.Open(context.Background(), "file://"+notDir, storage.Options{}); failure.KindOf(err) != failure.Precondition {
+		t.Fatalf("Open of a file: %v, want a precondition", err)
+	}
+	dir := filepath.Join(t.TempDir(), "a")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	s, err := storage.Open(context.Background(), "file://"+dir, storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	st, err := os.Stat(dir)
-	if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
-		t.Fatalf("Open did not create %s with mode 0700: %v %v", dir, st, err)
-	}
 	if s.Display != "file://"+dir || s.Prefix != "" {
 		t.Errorf("Display %q Prefix %q", s.Display, s.Prefix)
 	}
@@ -146,15 +172,16 @@ func TestFileBucketDirectory(t *testing.T) {
 	if len(files) != 1 || files[0] != filepath.FromSlash(key) {
 		t.Errorf("files in the bucket directory: %v, want only %s", files, key)
 	}
-	// A stranded temporary file (crash during an upload) is no object of
-	// the backup, and DeleteBackup removes it with the rest.
+	// A stranded temporary file (crash during an upload) is listed with
+	// its backup (so that it shows, and its space is counted), and
+	// DeleteBackup removes it with the rest.
 	stray := filepath.Join(dir, filepath.FromSlash(s.BackupKey("20260101T000000Z", "16384.00001.tar.zst.18a6b2c3d4e5f607.tmp")))
 	if err := os.WriteFile(stray, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	refs, err := s.ListBackups(ctx)
-	if err != nil || len(refs) != 1 || refs[0].Objects != 1 {
-		t.Fatalf("ListBackups = %+v, %v; want one backup of 1 object", refs, err)
+	if err != nil || len(refs) != 1 || refs[0].Objects != 2 || refs[0].TempFiles != 1 || refs[0].Complete {
+		t.Fatalf("ListBackups = %+v, %v; want one incomplete backup of 2 objects, 1 a temporary file", refs, err)
 	}
 	if err := s.DeleteBackup(ctx, "20260101T000000Z"); err != nil {
 		t.Fatal(err)

@@ -66,6 +66,16 @@ func (s *Store) Upload(ctx context.Context, key string, r io.Reader, opts *blob.
 		stop := context.AfterFunc(ctx, func() { _ = pipe.CloseWithError(context.Cause(ctx)) })
 		defer stop() // a finished upload leaves r alone
 	}
+	if res := s.reservation.Load(); res != nil {
+		// Before the upload starts: a crash from here on leaves a key
+		// the backup's deletion can find.
+		if err := res.record(ctx, key); err != nil {
+			if pipe != nil {
+				_ = pipe.CloseWithError(err)
+			}
+			return err
+		}
+	}
 	src := &failingReader{r: r}
 	var err error
 	switch {

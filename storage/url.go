@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"sort"
@@ -54,19 +55,32 @@ func parseBucketURL(raw string) (*bucketURL, error) {
 			return nil, usageErr("bucket URL %q names no bucket", Redact(raw))
 		}
 		b.bucket = u.Host
+		if b.scheme == "s3" {
+			if err := checkS3BucketName(b.bucket); err != nil {
+				return nil, &failure.Error{Kind: failure.Usage, Err: fmt.Errorf("bucket URL %q: %v", Redact(raw), err),
+					Hint: "S3 bucket names are 3 to 63 characters (a-z, 0-9, '.', '-') starting and ending with a letter or digit, as in s3://my-backups/prefix"}
+			}
+		}
 		if b.prefix, err = cleanPrefix(u.Path); err != nil {
 			return nil, usageErr("bucket URL %q: %v", Redact(raw), err)
 		}
 	case "file":
-		// file:///abs/dir, file://localhost/abs/dir, or file://./rel/dir
-		// as gocloud's fileblob reads them.
+		// file:///abs/dir or file://localhost/abs/dir. A relative
+		// directory (gocloud reads file://./rel/dir) would depend on where
+		// the command runs, and would print as file://rel/dir, a form we
+		// refuse: ask for the absolute path.
 		switch u.Host {
 		case "", "localhost":
 			b.bucket = u.Path
-		case ".":
-			b.bucket = strings.TrimPrefix(u.Path, "/")
+		case ".", "..":
+			return nil, &failure.Error{Kind: failure.Usage,
+				Err:  fmt.Errorf("file URL %q names a relative directory", Redact(raw)),
+				Hint: "give the absolute path: file:///absolute/dir (e.g. file://$PWD/" + strings.TrimPrefix(path.Clean(u.Host+u.Path), "./") + ")"}
 		default:
 			return nil, usageErr("file URL %q has a host: write file:///absolute/dir", Redact(raw))
+		}
+		if !strings.HasPrefix(b.bucket, "/") {
+			return nil, usageErr("file URL %q names a relative directory: write file:///absolute/dir", Redact(raw))
 		}
 		if b.bucket == "" || b.bucket == "/" {
 			return nil, usageErr("file URL %q names no directory", Redact(raw))
@@ -85,6 +99,33 @@ func parseBucketURL(raw string) (*bucketURL, error) {
 	}
 	return b, nil
 }
+
+// checkS3BucketName applies S3's bucket naming rules (those of every
+// region today; MinIO's are the same), so that a mistyped name is a usage
+// error before anything is sent rather than a raw InvalidBucketName.
+func checkS3BucketName(name string) error {
+	if len(name) < 3 || len(name) > 63 {
+		return fmt.Errorf("S3 bucket name %q is %d characters long, not 3 to 63", name, len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return fmt.Errorf("S3 bucket name %q has the character %q", name, c)
+		}
+	}
+	if !isAlnum(name[0]) || !isAlnum(name[len(name)-1]) {
+		return fmt.Errorf("S3 bucket name %q must start and end with a letter or digit", name)
+	}
+	if strings.Contains(name, "..") || strings.Contains(name, ".-") || strings.Contains(name, "-.") {
+		return fmt.Errorf("S3 bucket name %q has adjacent '.'/'-' characters", name)
+	}
+	if ip := net.ParseIP(name); ip != nil {
+		return fmt.Errorf("S3 bucket name %q looks like an IP address", name)
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // cleanPrefix turns a URL path into our key prefix: "" or "a/b/". Empty,
 // "." and ".." segments are refused: object stores would keep them

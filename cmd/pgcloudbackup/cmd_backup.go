@@ -152,7 +152,15 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 	g.logger.Info("backup complete", "id", m.ID, "elapsed", humanDuration(elapsed),
 		"size", m.TotalSize(), "stored", m.StoredSize(), "checksum_failures", m.ChecksumFailuresTotal, "new_pages_with_data", m.NewPagesWithDataTotal)
 	if g.json {
-		writeJSON(g.stdout, m)
+		// manifest.json exactly as stored (as 'show --json' prints it):
+		// empty lists are [], never null.
+		data, err := m.Marshal()
+		if err != nil {
+			return err
+		}
+		if _, err := g.stdout.Write(data); err != nil {
+			return err
+		}
 	} else {
 		printBackupSummary(g.stdout, m, elapsed)
 	}

@@ -22,14 +22,22 @@ type deleteFlags struct {
 func newDeleteCommand(g *globalOptions) *cobra.Command {
 	f := &deleteFlags{}
 	cmd := &cobra.Command{
-		Use:   "delete (<id> | --retain N | --older-than DURATION)",
+		Use:   "delete (<id|latest> | --retain N | --older-than DURATION)",
 		Short: "Delete one backup, or apply a retention policy",
-		Long: `Delete one backup by ID, or apply a retention policy (for scheduled jobs):
+		Long: `Delete one backup by ID (or "latest"), or apply a retention policy (for
+scheduled jobs):
 
   --retain N              keep the N newest complete backups
-  --older-than DURATION   delete complete backups that stopped more than
+  --older-than DURATION   delete complete backups that started more than
                           DURATION ago (units s, m, h, d = 24h, w = 7d;
                           e.g. 7d, 36h, 2w, 1w3d)
+
+Backups are ordered and aged by the time in their ID (taken from the clock
+of the host that made the backup), not by the stop time in their manifest.
+A backup whose ID lies more than 5 minutes in the future (a skewed clock on
+another host, or a directory made by hand) is warned about and kept, but it
+is never "latest", does not count toward --retain and does not protect
+older backups; delete it by ID.
 
 Given both, a backup is kept if either rule keeps it. A retention run also
 deletes incomplete backups (objects but no manifest.json) whose newest object
@@ -38,11 +46,14 @@ longer than your longest backup. Backups whose manifest.json this version
 cannot read are never deleted by a retention run.
 
 The newest complete backup is never deleted without --force: not by
---older-than, not by 'delete <id>'. --force also allows --retain 0 and
+--older-than, not by 'delete <id>' or 'delete latest'. --force also allows --retain 0 and
 deleting an incomplete backup by ID within its grace period.
 
 A backup is deleted manifest.json first, so one whose deletion stops half-way
-is incomplete, never complete-looking with parts missing. --dry-run prints
+is incomplete, never complete-looking with parts missing; its reservation
+marker goes last, so it stays listed (list --all) until all of it is gone.
+Deleting an incomplete backup also removes the temporary files (file://) and
+the pending multipart uploads (S3) a crashed backup left. --dry-run prints
 what would be deleted and changes nothing.
 
 --json prints {"deleted": [...], "kept": [...], "dry_run": bool}, deleted in
@@ -157,13 +168,17 @@ func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []stri
 			printDecision(g.stdout, verb, d)
 		}
 	}
+	keep := "kept"
+	if f.dryRun {
+		keep = "would keep"
+	}
 	for _, d := range decisions {
 		if d.Delete {
 			continue
 		}
 		report.Kept = append(report.Kept, decisionJSON{toJSON(d.Entry), d.Reason})
-		if d.Protected && !g.json {
-			printDecision(g.stdout, "kept", d)
+		if !g.json {
+			printDecision(g.stdout, keep, d)
 		}
 	}
 	if len(args) == 0 {
@@ -176,8 +191,16 @@ func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []stri
 		writeJSON(g.stdout, report)
 		return nil
 	}
-	fmt.Fprintf(g.stdout, "%s %d backups (%s), kept %d\n", verb, len(report.Deleted), humanBytes(freed), len(report.Kept))
+	fmt.Fprintf(g.stdout, "%s %s (%s), %s %d\n", verb, plural(len(report.Deleted), "backup", "backups"), humanBytes(freed), keep, len(report.Kept))
 	return nil
+}
+
+// plural is "1 backup", "2 backups".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func printDecision(w io.Writer, verb string, d catalog.Decision) {

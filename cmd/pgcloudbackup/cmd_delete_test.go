@@ -85,7 +85,10 @@ func TestDeleteRetention(t *testing.T) {
 	}
 	r := b.cli("delete", "--retain", "2", "--dry-run")
 	if !strings.Contains(r.stdout, "would delete 20261101T020000Z") || !strings.Contains(r.stdout, "would delete 2 backups") ||
-		!strings.Contains(r.stdout, "kept 20261124T020000Z") || !strings.Contains(r.stdout, "may still be running") {
+		!strings.Contains(r.stdout, "would keep 20261124T020000Z") || !strings.Contains(r.stdout, "may still be running") ||
+		// What it keeps, and why, as --older-than lists it.
+		!strings.Contains(r.stdout, "would keep 20261123T020000Z") || !strings.Contains(r.stdout, "would keep 20261120T020000Z") ||
+		!strings.Contains(r.stdout, "one of the 2 newest complete backups") || !strings.Contains(r.stdout, "would keep 3\n") {
 		t.Errorf("dry run output:\n%s", r.stdout)
 	}
 
@@ -123,7 +126,7 @@ func TestDeleteRetention(t *testing.T) {
 		t.Fatalf("dry run deleted: %s", got)
 	}
 	r = b.cli("delete", "20261123T020000Z", "--force")
-	if r.code != 0 || !strings.Contains(r.stdout, "deleted 20261123T020000Z") || !strings.Contains(r.stdout, "deleted 1 backups") {
+	if r.code != 0 || !strings.Contains(r.stdout, "deleted 20261123T020000Z") || !strings.Contains(r.stdout, "deleted 1 backup (") {
 		t.Fatalf("forced delete: %+v", r)
 	}
 	// A shorter grace lets the leftover go.

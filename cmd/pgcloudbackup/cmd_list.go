@@ -91,7 +91,8 @@ func newListCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the backups in the bucket, newest first",
-		Long: `List the complete backups in the bucket, newest first (by stop time): ID,
+		Long: `List the complete backups in the bucket, newest first (by the time in their
+ID, the start time by the clock of the host that made them): ID,
 stop time, label, PostgreSQL version, size before and after compression,
 start and stop LSN, where its WAL is (WAL: "yes" included, the backup
 restores without an archive; "archive": it needs the WAL archive; "NONE":
@@ -144,7 +145,7 @@ func runList(ctx context.Context, g *globalOptions, all bool) error {
 		printBackupTable(g.stdout, shown)
 	}
 	if hidden > 0 {
-		fmt.Fprintf(g.stdout, "(%d incomplete or unreadable not shown: see --all)\n", hidden)
+		fmt.Fprintf(g.stdout, "(%d incomplete or unreadable not shown: see 'pgcloudbackup list --all')\n", hidden)
 	}
 	return nil
 }
@@ -161,7 +162,17 @@ func openCatalog(ctx context.Context, g *globalOptions) (*storage.Store, *catalo
 		store.Close()
 		return nil, nil, err
 	}
+	warnFuture(g, cat)
 	return store, cat, nil
+}
+
+// warnFuture says which backups are dated in the future: they are kept,
+// but never "latest" and never the newest for retention.
+func warnFuture(g *globalOptions, cat *catalog.Catalog) {
+	for _, e := range cat.Future() {
+		g.logger.Warn("backup dated in the future (clock skew on the host that made it, or a crafted ID): it is not used as latest and does not count for retention; check it, and delete it by ID if it is not wanted",
+			"backup", e.ID, "ahead", catalog.FormatDuration(e.Started().Sub(cat.Now)))
+	}
 }
 
 // printBackupTable prints backups as an aligned table; a NOTE column
@@ -214,6 +225,9 @@ func walColumn(m *manifest.Backup) string {
 func entryNote(e *catalog.Entry) string {
 	switch e.Status() {
 	case catalog.StatusIncomplete:
+		if e.TempFiles > 0 {
+			return fmt.Sprintf("INCOMPLETE: %d objects (%d unfinished), no manifest.json", e.Objects, e.TempFiles)
+		}
 		return fmt.Sprintf("INCOMPLETE: %d objects, no manifest.json", e.Objects)
 	case catalog.StatusUnreadable:
 		return "UNREADABLE: " + errorLine(e.Err)

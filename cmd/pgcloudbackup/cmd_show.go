@@ -20,8 +20,8 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 		Short: "Show what one backup holds",
 		Long: `Show the manifest of one complete backup: times, LSNs, timeline, system
 identifier, WAL, compression, each tablespace with its objects, and the
-files with page checksum failures. "latest" is the complete backup that
-stopped last.
+files with page checksum failures. "latest" is the newest complete backup
+by the time in its ID (never one dated in the future).
 
 --json prints manifest.json exactly as stored in the bucket.
 
@@ -51,6 +51,20 @@ func runShow(ctx context.Context, g *globalOptions, ref string) error {
 // findBackup opens the bucket and finds the complete backup ref names (an
 // ID or "latest"). The caller closes the store (nil on error).
 func findBackup(ctx context.Context, g *globalOptions, ref string) (*storage.Store, *catalog.Entry, error) {
+	if ref == catalog.Latest {
+		// The whole catalog, so that backups dated in the future (never
+		// "latest") are warned about.
+		store, cat, err := openCatalog(ctx, g)
+		if err != nil {
+			return nil, nil, err
+		}
+		e, err := cat.Resolve(ref)
+		if err != nil {
+			store.Close()
+			return nil, nil, err
+		}
+		return store, e, nil
+	}
 	store, err := g.openStore(ctx)
 	if err != nil {
 		return nil, nil, err

@@ -12,9 +12,9 @@ import (
 func TestShowCommand(t *testing.T) {
 	now := time.Now().UTC()
 	b := seedCatalog(t, now)
-	// The newest by stop time, though an older ID: it overlapped the
-	// backup before it and finished last.
-	m, stored := b.addBackup("20261122T020000Z", now.Add(-time.Minute), func(m *manifest.Backup) {
+	// The newest by ID, though its manifest says it stopped first:
+	// "latest" follows the time the tool took for the ID, not stop_time.
+	m, stored := b.addBackup("20261125T020000Z", now.Add(-100*24*time.Hour), func(m *manifest.Backup) {
 		m.Label = "two\ttablespaces"
 		m.Tablespaces = append(m.Tablespaces, manifest.Tablespace{OID: 16385, Name: "fast", Location: "/ssd/ts", Size: 5 << 20, Files: 12,
 			Objects: []manifest.Object{
@@ -30,7 +30,7 @@ func TestShowCommand(t *testing.T) {
 		t.Fatalf("show latest: exit %d\n%s", r.code, r.stderr)
 	}
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`^backup 20261122T020000Z \(complete\)\n`),
+		regexp.MustCompile(`^backup 20261125T020000Z \(complete\)\n`),
 		regexp.MustCompile(`label: +two tablespaces\n`),
 		regexp.MustCompile(`start: +` + regexp.QuoteMeta(m.StartTime.UTC().Format("2006-01-02 15:04:05")) + ` UTC, LSN 0/3000028\n`),
 		regexp.MustCompile(`stop: +` + regexp.QuoteMeta(m.StopTime.UTC().Format("2006-01-02 15:04:05")) + ` UTC, LSN 0/3000158 \(took 1m30s\)\n`),

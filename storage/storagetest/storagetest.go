@@ -53,6 +53,9 @@ func Run(t *testing.T, open func(t *testing.T) *storage.Store) {
 		{"DriverWriteErrorBehaviour", testDriverWriteError},
 		{"DriverCancelBehaviour", testDriverCancel},
 		{"MissingObject", testMissingObject},
+		{"ReserveConcurrent", testReserveConcurrent},
+		{"ReserveDiscard", testReserveDiscard},
+		{"DeleteCrashed", testDeleteCrashed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
