@@ -79,7 +79,7 @@ type Options struct {
 // Cluster is a running throw-away PostgreSQL server.
 type Cluster struct {
 	BinDir  string
-	Major   int // major version of the server binaries
+	Major   int    // major version of the server binaries
 	Root    string // temporary directory owned by the server's user
 	DataDir string
 	SockDir string
