@@ -173,6 +173,9 @@ func testMajor(t *testing.T, major int) {
 			t.Fatalf("pg_verifybackup on the restored directory: %v\n%s", err, out)
 		}
 	}
+	// A restore must not archive into the source's archive (its WAL
+	// would shadow the source's segments of the same names).
+	pgtest.AppendConf(t, target, map[string]string{"archive_mode": "off"})
 	if pgtest.RunningAsRoot() {
 		pgtest.ChownToServerUser(t, root)
 	}
@@ -187,6 +190,7 @@ func testMajor(t *testing.T, major int) {
 	if r.code != 0 {
 		t.Fatalf("restore of the backup without WAL: %s", r)
 	}
+	pgtest.AppendConf(t, target2, map[string]string{"archive_mode": "off"})
 	if pgtest.RunningAsRoot() {
 		pgtest.ChownToServerUser(t, root2)
 	}
