@@ -46,6 +46,7 @@ func testStandby(t *testing.T, major int) {
 	w := startWriter(t, primary, 1001)
 	defer w.stop(t)
 	waitUntil(t, 2*time.Minute, "the standby replays the primary's writes", func() bool {
+		w.check(t)
 		n, _ := strconv.Atoi(standby.QueryString("postgres", "SELECT count(*)::text FROM ticks"))
 		return n >= 1100
 	})
@@ -65,6 +66,7 @@ func testStandby(t *testing.T, major int) {
 			t.Fatalf("%s: backup of the standby: %s", name, r)
 		}
 		during := w.committed() - before
+		w.check(t)
 		m := parseManifest(t, r)
 		if m.PGVersionNum/10000 != major || m.WALIncluded != withWAL {
 			t.Fatalf("%s: manifest says version %d, WAL %v", name, m.PGVersionNum, m.WALIncluded)
@@ -101,9 +103,11 @@ func testStandby(t *testing.T, major int) {
 		if err != nil || !strings.Contains(string(label), "BACKUP FROM: standby") {
 			t.Errorf("%s: backup_label.old does not say the backup came from a standby: %v\n%s", name, err, label)
 		}
-		if v := restored.QueryString("postgres", "SELECT pg_is_in_recovery()::text"); v != "false" {
-			t.Errorf("%s: the restored server is still in recovery", name)
-		}
+		// It accepts (read-only) connections during archive recovery: wait
+		// until it has promoted itself at the end of the archive.
+		waitUntil(t, 2*time.Minute, "the restored server ends recovery", func() bool {
+			return restored.QueryString("postgres", "SELECT pg_is_in_recovery()::text") == "false"
+		})
 		maxID, _ := strconv.ParseInt(restored.QueryString("postgres", "SELECT coalesce(max(id), 0)::text FROM ticks"), 10, 64)
 		count, _ := strconv.ParseInt(restored.QueryString("postgres", "SELECT count(*)::text FROM ticks"), 10, 64)
 		if count != maxID {
@@ -127,8 +131,9 @@ type writer struct {
 	mu     sync.Mutex
 	ids    []int64
 	lsns   []wal.LSN
+	err    error // why the writer stopped early
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
 }
 
 func startWriter(t *testing.T, c *pgtest.Cluster, firstID int64) *writer {
@@ -137,30 +142,35 @@ func startWriter(t *testing.T, c *pgtest.Cluster, firstID int64) *writer {
 	if err != nil {
 		t.Fatalf("writer: connect: %v", err)
 	}
-	w := &writer{cancel: cancel, done: make(chan error, 1)}
+	w := &writer{cancel: cancel, done: make(chan struct{})}
 	go func() {
+		defer close(w.done)
 		defer conn.Close(context.Background())
+		fail := func(err error) {
+			w.mu.Lock()
+			w.err = ctxErr(ctx, err)
+			w.mu.Unlock()
+		}
 		tick := time.NewTicker(5 * time.Millisecond) // a steady load, not a flood on 2 cores
 		defer tick.Stop()
 		for id := firstID; ; id++ {
 			select {
 			case <-ctx.Done():
-				w.done <- nil
 				return
 			case <-tick.C:
 			}
-			if _, err := conn.Exec(ctx, "INSERT INTO ticks VALUES ($1, md5($1::text))", id); err != nil {
-				w.done <- ctxErr(ctx, fmt.Errorf("insert %d: %w", id, err))
+			if _, err := conn.Exec(ctx, "INSERT INTO ticks VALUES ($1::bigint, md5($1::bigint::text))", id); err != nil {
+				fail(fmt.Errorf("insert %d: %w", id, err))
 				return
 			}
 			var s string
 			if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
-				w.done <- ctxErr(ctx, fmt.Errorf("read the WAL position: %w", err))
+				fail(fmt.Errorf("read the WAL position: %w", err))
 				return
 			}
 			lsn, err := wal.ParseLSN(s)
 			if err != nil {
-				w.done <- err
+				fail(err)
 				return
 			}
 			w.mu.Lock()
@@ -198,10 +208,21 @@ func (w *writer) lastCommittedBy(lsn wal.LSN) int64 {
 	return last
 }
 
+// check fails the test if the writer stopped on an error.
+func (w *writer) check(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		t.Fatalf("writer: %v", w.err)
+	}
+}
+
 func (w *writer) stop(t *testing.T) {
 	w.cancel()
-	if err := <-w.done; err != nil {
-		t.Errorf("writer: %v", err)
+	<-w.done
+	if w.err != nil {
+		t.Errorf("writer: %v", w.err)
 	}
 }
 
