@@ -67,6 +67,9 @@ func testStandby(t *testing.T, major int) {
 		}
 		during := w.committed() - before
 		w.check(t)
+		if withWAL && strings.Contains(r.stderr, "not reserved") {
+			t.Errorf("%s: the temporary slot that keeps the WAL could not be made on the standby:\n%s", name, r.stderr)
+		}
 		m := parseManifest(t, r)
 		if m.PGVersionNum/10000 != major || m.WALIncluded != withWAL {
 			t.Fatalf("%s: manifest says version %d, WAL %v", name, m.PGVersionNum, m.WALIncluded)
