@@ -39,6 +39,13 @@ func testStandby(t *testing.T, major int) {
 	}})
 	primary.Exec("postgres", `CREATE TABLE ticks (id bigint PRIMARY KEY, payload text);
 		INSERT INTO ticks SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
+	// The backups run as a role with only the grants the README lists,
+	// made on the primary (the standby is read-only).
+	primary.Exec("postgres", `CREATE ROLE backup LOGIN REPLICATION;
+		GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO backup;
+		GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO backup;
+		GRANT pg_read_all_settings TO backup;
+		CREATE ROLE nobody LOGIN`)
 	standby := primary.NewStandby(t)
 	if v := standby.QueryString("postgres", "SELECT pg_is_in_recovery()::text"); v != "true" {
 		t.Fatalf("the standby is not in recovery: %s", v)
@@ -52,7 +59,9 @@ func testStandby(t *testing.T, major int) {
 	})
 
 	bucket := "file://" + pgtest.TempDir(t, "bucket-")
-	env := append(append([]string{}, standby.Env()...), "PGCLOUDBACKUP_BUCKET="+bucket)
+	env := append(append([]string{}, standby.Env()...), "PGCLOUDBACKUP_BUCKET="+bucket, "PGUSER=backup")
+	// Without the grants: refused before anything starts.
+	assertOneLineError(t, cli(t, append(env, "PGUSER=nobody"), "backup", "--wal"), 3, "may not run pg_backup_start")
 	for _, withWAL := range []bool{true, false} {
 		name := "without WAL"
 		args := []string{"backup", "--fast", "--json"}
