@@ -262,3 +262,23 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestStandbyPromotedDuringBackup: the standby is promoted while its backup
+// runs. PostgreSQL refuses to stop such a backup (its files may mix states of
+// two timelines): the backup fails with one line saying why, exit 1, and
+// leaves nothing in the bucket.
+func TestStandbyPromotedDuringBackup(t *testing.T) {
+	primary := pgtest.New(t, pgtest.Options{Major: 17})
+	standby := primary.NewStandby(t)
+	bucketDir := pgtest.TempDir(t, "bucket-")
+	p := startCLI(t, standby.Env(), "backup", "--bucket", "file://"+bucketDir, "--wal", "--fast", "--max-rate", "2M")
+	p.waitFor(t, "backup started", time.Minute)
+	if v := standby.QueryString("postgres", "SELECT pg_promote(true, 60)::text"); v != "true" {
+		t.Fatalf("pg_promote: %s", v)
+	}
+	r := p.wait(t)
+	assertOneLineError(t, r, 1, "promoted")
+	if files := listFiles(t, bucketDir); len(files) != 0 {
+		t.Errorf("the failed backup left %v in the bucket", files)
+	}
+}
