@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
@@ -57,6 +58,11 @@ func newMajorFixture(t *testing.T, major int) *majorFixture {
 		f.statsDir = "stats_custom"
 		conf["stats_temp_directory"] = "'" + f.statsDir + "'"
 	}
+	if major >= 17 {
+		// Real WAL summaries in pg_wal/summaries, which the backup keeps
+		// empty; the restored server summarizes its own WAL afresh.
+		conf["summarize_wal"] = "on"
+	}
 	f.c = pgtest.New(t, pgtest.Options{Major: major, Conf: conf})
 	if f.c.Major != major || f.c.Version() != major {
 		t.Fatalf("asked for PostgreSQL %d, runs %d", major, f.c.Version())
@@ -92,6 +98,9 @@ func newMajorFixture(t *testing.T, major int) *majorFixture {
 	// macOS Finder litter: skipped from 17 on.
 	writeFile(t, filepath.Join(data, ".DS_Store"), []byte("finder"))
 	if major >= 17 {
+		waitUntil(t, 2*time.Minute, "the server writes WAL summaries", func() bool {
+			return f.c.QueryString("postgres", "SELECT count(*)::text FROM pg_available_wal_summaries()") != "0"
+		})
 		writeFile(t, filepath.Join(data, dbDir, ".DS_Store"), []byte("finder"))
 		// WAL summaries belong to this server: pg_wal/summaries is kept
 		// empty, like archive_status.
