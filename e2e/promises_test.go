@@ -208,8 +208,8 @@ func TestPromises(t *testing.T) {
 			t.Fatal("manifest.json does not hold backup_manifest's SHA-256")
 		}
 		mj = strings.Replace(mj, hex.EncodeToString(oldSum[:]), hex.EncodeToString(newSum[:]), 1)
-		writeFile(t, filepath.Join(dir, "backup_manifest"), damaged)
-		writeFile(t, filepath.Join(dir, "manifest.json"), mj)
+		writeFile(t, filepath.Join(dir, "backup_manifest"), []byte(damaged))
+		writeFile(t, filepath.Join(dir, "manifest.json"), []byte(mj))
 
 		assertOneLineError(t, cli(t, nil, "verify", "--bucket", bucket, id), 1, "postgresql.conf")
 		target := filepath.Join(pgtest.TempDir(t, "crc-"), "data")
@@ -301,9 +301,3 @@ func resealPGManifest(t *testing.T, orig, damaged string) string {
 	return strings.Replace(damaged, key+old, key+want, 1)
 }
 
-func writeFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}

@@ -288,7 +288,8 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		return nil, err
 	}
 	r.logger.Info("backup started", "start_lsn", startLSN.String(), "pgdata", pgdata)
-	r.verifier = pagecheck.Verifier{StartLSN: uint64(startLSN), SegmentBlocks: info.SegmentBlocks}
+	r.verifier = pagecheck.Verifier{StartLSN: uint64(startLSN), SegmentBlocks: info.SegmentBlocks,
+		RelationBlockNumbers: info.VersionNum >= 170000}
 
 	archives, skipContents, err := r.discoverTablespaces(ctx, s, pgdata, info, control)
 	if err != nil {
@@ -307,9 +308,9 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	dirMode := dirCreateMode(r.groupAccess)
 	walkers := map[*archive]*walker{}
 	for _, a := range archives {
-		walkers[a] = &walker{root: a.location, inTablespace: true, dirMode: dirMode, logger: r.logger}
+		walkers[a] = &walker{root: a.location, inTablespace: true, dirMode: dirMode, versionNum: info.VersionNum, logger: r.logger}
 	}
-	walkers[base] = &walker{root: pgdata, skipContents: skipContents, dirMode: dirMode, logger: r.logger}
+	walkers[base] = &walker{root: pgdata, skipContents: skipContents, dirMode: dirMode, versionNum: info.VersionNum, logger: r.logger}
 	// Tablespaces first and the data directory last, as basebackup.c does,
 	// so pg_control is copied after everything else.
 	archives = append(archives, base)

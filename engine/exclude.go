@@ -56,6 +56,19 @@ const relcacheInitPrefix = "pg_internal.init"
 // tablespace files) are only valid for the session that made them.
 const tempFilePrefix = "pgsql_tmp"
 
+// dsStore: PostgreSQL 17 and later skip macOS Finder metadata files, found
+// where someone browsed the data directory on a Mac, in every directory.
+const dsStore = ".DS_Store"
+
+// excludeForVersion applies the name rules that depend on the server's
+// version (server_version_num), after excludeByName.
+func excludeForVersion(name string, versionNum int) (exclusion, string) {
+	if versionNum >= 170000 && name == dsStore {
+		return skipEntry, "macOS Finder metadata"
+	}
+	return include, ""
+}
+
 // exclusion is the decision for one directory entry.
 type exclusion int
 

@@ -57,7 +57,9 @@ type walker struct {
 	// dirMode is the mode of a directory stored in place of a symbolic
 	// link (0700, or 0750 in a group-access cluster); 0 means 0700.
 	dirMode fs.FileMode
-	logger  *slog.Logger
+	// versionNum is the server's server_version_num: some rules depend on it.
+	versionNum int
+	logger     *slog.Logger
 }
 
 // linkDirMode is the mode a symbolic link stored as a directory gets:
@@ -159,6 +161,9 @@ func (w *walker) visitOne(dir string, de fs.DirEntry, dbDir bool, visit func(*en
 			decision, reason = d, r
 		}
 	}
+	if decision == include {
+		decision, reason = excludeForVersion(name, w.versionNum)
+	}
 	if decision == include && dbDir && !isDir {
 		decision, reason = excludeInDatabaseDir(name, func(relNumber string) bool {
 			_, err := os.Lstat(filepath.Join(w.root, dir, relNumber+"_init"))
@@ -185,7 +190,15 @@ func (w *walker) visitOne(dir string, de fs.DirEntry, dbDir bool, visit func(*en
 			}
 			status := *e
 			status.name = "pg_wal/archive_status"
-			return "", visit(&status)
+			if err := visit(&status); err != nil || w.versionNum < 170000 {
+				return "", err
+			}
+			// PostgreSQL 17 and later also keep pg_wal/summaries, empty
+			// like archive_status: WAL summaries describe this server's
+			// WAL, not the restored one's.
+			summaries := *e
+			summaries.name = "pg_wal/summaries"
+			return "", visit(&summaries)
 		case "global/pg_control":
 			// Copied by the engine after every other file.
 			return "", nil
@@ -237,16 +250,22 @@ func (w *walker) visitOne(dir string, de fs.DirEntry, dbDir bool, visit func(*en
 	}
 }
 
-// shouldVerify applies the page checksum rules. Files of an in-place
-// tablespace (pg_tblspc/<oid>/PG_*/...) are verified like a tablespace's.
+// shouldVerify applies the page checksum rules of the server's version
+// (from 17 on, only files that parse as relation files). Files of an
+// in-place tablespace (pg_tblspc/<oid>/PG_*/...) are verified like a
+// tablespace's.
 func (w *walker) shouldVerify(rel string) (bool, uint32) {
+	rule := pagecheck.ShouldVerify
+	if w.versionNum >= 170000 {
+		rule = pagecheck.ShouldVerifyRelation
+	}
 	if w.inTablespace {
-		return pagecheck.ShouldVerify(rel, true)
+		return rule(rel, true)
 	}
 	if rest, ok := inPlaceTablespacePath(rel); ok {
-		return pagecheck.ShouldVerify(rest, true)
+		return rule(rest, true)
 	}
-	return pagecheck.ShouldVerify(rel, false)
+	return rule(rel, false)
 }
 
 // inPlaceTablespacePath returns the path below pg_tblspc/<oid>/ for a file

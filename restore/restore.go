@@ -418,6 +418,21 @@ func recoverySettings(s *dirSink, m *manifest.Backup, opts Options) error {
 	case opts.Recovery:
 		signal = "recovery.signal"
 	}
+	// A backup of a standby carries its standby.signal (basebackup.c copies
+	// it too). Left there it would make the restore follow the old primary
+	// with that standby's slot, and override a recovery.signal asked for:
+	// only the signal asked for stays.
+	for _, name := range []string{"standby.signal", "recovery.signal"} {
+		if name == signal {
+			continue
+		}
+		if _, err := s.root.Lstat(name); err == nil {
+			if err := s.root.Remove(name); err != nil {
+				return s.writeError("remove", name, err)
+			}
+			opts.Logger.Info("left out a signal file the backup carried (from a standby?); --standby or --recovery writes one", "file", name)
+		}
+	}
 	if signal != "" {
 		if err := writeFile(s, signal, nil); err != nil {
 			return err

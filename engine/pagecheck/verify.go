@@ -77,6 +77,10 @@ type Verifier struct {
 	// SegmentBlocks is the server's RELSEG_SIZE (blocks per segment file);
 	// zero means DefaultSegmentBlocks.
 	SegmentBlocks uint32
+	// RelationBlockNumbers makes Failures report block numbers counted from
+	// the start of the relation (segno × SegmentBlocks + block), as
+	// PostgreSQL 17 and later do; before 17 they are segment-local.
+	RelationBlockNumbers bool
 }
 
 // NewFile returns a File that verifies segment segno of a relation.
@@ -91,6 +95,7 @@ func (v *Verifier) NewFile(segno uint32) *File {
 type File struct {
 	startLSN   uint64
 	blockBase  uint32 // segno × blocks per segment
+	reportBase uint32 // added to reported block numbers: 0 or blockBase
 	failures   int64
 	blocks     []uint32
 	newData    int64    // pages with pd_upper == 0 that are not all zeros
@@ -113,6 +118,9 @@ func (f *File) Reset(v *Verifier, segno uint32) {
 		blockBase: segno * segBlocks,
 		blocks:    f.blocks[:0],
 		newBlocks: f.newBlocks[:0],
+	}
+	if v.RelationBlockNumbers {
+		f.reportBase = f.blockBase
 	}
 }
 
@@ -165,7 +173,7 @@ func (f *File) Check(chunk []byte, firstBlock uint32, reread func(blkno uint32, 
 		}
 		f.failures++
 		if len(f.blocks) < MaxFailedBlocks {
-			f.blocks = append(f.blocks, blk)
+			f.blocks = append(f.blocks, f.reportBase+blk)
 		}
 	}
 	if len(chunk)%BlockSize != 0 {
@@ -213,7 +221,8 @@ func (f *File) verdict(page []byte, blk uint32) pageVerdict {
 }
 
 // Failures returns the number of pages that failed verification and their
-// segment-local block numbers (as PostgreSQL reports them; at most
+// block numbers (segment-local, or relation-wide with
+// Verifier.RelationBlockNumbers, as PostgreSQL reports them; at most
 // MaxFailedBlocks of them). The slice belongs to f until the next Reset.
 func (f *File) Failures() (count int64, blocks []uint32) {
 	return f.failures, f.blocks

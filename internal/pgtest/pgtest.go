@@ -67,7 +67,10 @@ func majorOf(initdbPath string) int {
 
 // Options shape a new cluster.
 type Options struct {
-	// NoChecksums creates the cluster without --data-checksums.
+	// Major is the PostgreSQL major version to run (13, 17, ...); 0 means
+	// the default server (BinDir). See BinDirFor for where each comes from.
+	Major int
+	// NoChecksums creates the cluster without data checksums.
 	NoChecksums bool
 	// Conf lines appended to postgresql.conf (key = value).
 	Conf map[string]string
@@ -76,6 +79,7 @@ type Options struct {
 // Cluster is a running throw-away PostgreSQL server.
 type Cluster struct {
 	BinDir  string
+	Major   int    // major version of the server binaries
 	Root    string // temporary directory owned by the server's user
 	DataDir string
 	SockDir string
@@ -143,9 +147,13 @@ func ServerCommand(name string, args ...string) *exec.Cmd {
 // (failed when CI is set).
 func New(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	bin, err := BinDir()
+	bin, err := BinDirFor(opts.Major)
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
+	}
+	major, err := BinMajor(bin)
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
 	if RunningAsRoot() {
 		if _, err := user.Lookup(OSUser); err != nil {
@@ -158,6 +166,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	root := TempDir(t, "pgtest-")
 	c := &Cluster{
 		BinDir:  bin,
+		Major:   major,
 		Root:    root,
 		DataDir: filepath.Join(root, "data"),
 		SockDir: root,
@@ -165,8 +174,12 @@ func New(t testing.TB, opts Options) *Cluster {
 		t:       t,
 	}
 	args := []string{"-D", c.DataDir, "-U", DBUser, "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"}
-	if !opts.NoChecksums {
+	switch {
+	case !opts.NoChecksums:
 		args = append(args, "--data-checksums")
+	case major >= 18:
+		// initdb enables data checksums by default since PostgreSQL 18.
+		args = append(args, "--no-data-checksums")
 	}
 	if out, err := c.serverCmd("initdb", args...).CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
@@ -385,8 +398,16 @@ func short(s string) string {
 
 // Client runs a client program from the cluster's bin directory (pgbench,
 // psql, pg_basebackup, ...) pointed at the cluster, as the current user.
+// Server-only installations (the npm builds) have no client programs: the
+// default server's are used instead (clients talk to older and newer servers).
 func (c *Cluster) Client(prog string, args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(c.BinDir, prog), args...)
+	path := filepath.Join(c.BinDir, prog)
+	if _, err := os.Stat(path); err != nil {
+		if def, derr := BinDir(); derr == nil {
+			path = filepath.Join(def, prog)
+		}
+	}
+	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), c.Env()...)
 	return cmd
 }
@@ -422,12 +443,23 @@ func (c *Cluster) RelationPath(db, rel string) string {
 // test ends. The directory's parents must be traversable by that user.
 func Adopt(t testing.TB, dataDir string) *Cluster {
 	t.Helper()
-	bin, err := BinDir()
+	return AdoptMajor(t, dataDir, 0)
+}
+
+// AdoptMajor is Adopt with the server of the given major (0: the default).
+func AdoptMajor(t testing.TB, dataDir string, major int) *Cluster {
+	t.Helper()
+	bin, err := BinDirFor(major)
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
+	if major == 0 {
+		if major, err = BinMajor(bin); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
 	root := TempDir(t, "pgadopt-")
-	c := &Cluster{BinDir: bin, Root: root, DataDir: dataDir, SockDir: root, LogFile: filepath.Join(root, "server.log"), t: t}
+	c := &Cluster{BinDir: bin, Major: major, Root: root, DataDir: dataDir, SockDir: root, LogFile: filepath.Join(root, "server.log"), t: t}
 	if RunningAsRoot() {
 		ChownToServerUser(t, dataDir)
 	}

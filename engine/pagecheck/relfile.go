@@ -1,0 +1,97 @@
+package pagecheck
+
+import "strings"
+
+// ShouldVerifyRelation is PostgreSQL 17's rule (and 18's) for which files get
+// page checksum verification, replacing ShouldVerify's list of exceptions:
+// only files whose name parses as a relation file ("<relfilenumber>[_<fork>]
+// [.<segment>]", as parse_filename_for_nontemp_relation) in a directory that
+// holds relations — global/, base/<dboid>, and <PG_x_y>/<dboid> in a
+// tablespace. Anything else (pg_filenode.map, PG_VERSION, a stray file) is
+// copied unverified. relPath is as for ShouldVerify.
+func ShouldVerifyRelation(relPath string, inTablespace bool) (verify bool, segno uint32) {
+	p := strings.TrimPrefix(relPath, "./")
+	slash := strings.LastIndexByte(p, '/')
+	if slash < 0 {
+		return false, 0
+	}
+	dir, name := p[:slash], p[slash+1:]
+	if !isRelationDir(dir, inTablespace) {
+		return false, 0
+	}
+	return parseRelationFile(name)
+}
+
+// isRelationDir: "global", "base/<digits>" in the data directory;
+// "<PG_*>/<digits>" in a tablespace.
+func isRelationDir(dir string, inTablespace bool) bool {
+	if !inTablespace && dir == "global" {
+		return true
+	}
+	parent, db, ok := strings.Cut(dir, "/")
+	if !ok || !allDigits(db) {
+		return false
+	}
+	if inTablespace {
+		return strings.HasPrefix(parent, "PG_")
+	}
+	return parent == "base"
+}
+
+// parseRelationFile accepts "<relfilenumber>[_fsm|_vm|_init][.<segment>]"
+// with a non-zero relfilenumber of at most 10 digits (OIDCHARS) and returns
+// the segment number (0 without a suffix).
+func parseRelationFile(name string) (bool, uint32) {
+	i := 0
+	for i < len(name) && name[i] >= '0' && name[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 10 {
+		return false, 0
+	}
+	var rel uint64
+	for _, c := range name[:i] {
+		rel = rel*10 + uint64(c-'0')
+	}
+	if rel == 0 || rel > 1<<32-1 {
+		return false, 0 // not a valid RelFileNumber
+	}
+	rest := name[i:]
+	if r, ok := strings.CutPrefix(rest, "_"); ok {
+		fork := r
+		if dot := strings.IndexByte(r, '.'); dot >= 0 {
+			fork = r[:dot]
+		}
+		if fork != "fsm" && fork != "vm" && fork != "init" {
+			return false, 0
+		}
+		rest = r[len(fork):]
+	}
+	if rest == "" {
+		return true, 0
+	}
+	seg, ok := strings.CutPrefix(rest, ".")
+	if !ok || seg == "" || len(seg) > 10 || !allDigits(seg) {
+		return false, 0
+	}
+	var n uint64
+	for _, c := range seg {
+		n = n*10 + uint64(c-'0')
+	}
+	if n > 1<<32-1 {
+		return false, 0
+	}
+	return true, uint32(n)
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
