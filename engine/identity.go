@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,10 +17,13 @@ import (
 )
 
 // postmasterIdentity is what the server says about its postmaster: the
-// port it listens on and when it started.
+// port it listens on and when it started; and where we reached it.
 type postmasterIdentity struct {
 	Port      int
 	StartTime time.Time // pg_postmaster_start_time()
+	// Remote is the server's address as this client connected to it, nil
+	// over a Unix socket.
+	Remote net.Addr
 }
 
 // postmaster asks the server for its port and start time.
@@ -33,7 +37,35 @@ func (s *session) postmaster(ctx context.Context) (postmasterIdentity, error) {
 	if id.Port, err = strconv.Atoi(port); err != nil {
 		return id, fmt.Errorf("parse port setting %q: %w", port, err)
 	}
+	if c := s.conn.PgConn().Conn(); c != nil {
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			id.Remote = a
+		}
+	}
 	return id, nil
+}
+
+// isLocalAddr reports whether a is an address of this host (loopback or
+// one of its interfaces'): a server reached elsewhere cannot be the one
+// whose data directory we read.
+func isLocalAddr(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return true // a Unix socket
+	}
+	if tcp.IP.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // cannot tell: let the other checks decide
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok && n.IP.Equal(tcp.IP) {
+			return true
+		}
+	}
+	return false
 }
 
 // pidFile is what postmaster.pid says (its first lines, as
@@ -117,6 +149,12 @@ func checkPostmaster(dir string, srv postmasterIdentity, addr string) error {
 	}
 	if here, err := os.Stat(dir); err == nil && !os.SameFile(named, here) {
 		return notOurs(fmt.Sprintf("its postmaster.pid belongs to the server of %s", pf.DataDir))
+	}
+	// The postmaster of this directory runs on this host: the server we
+	// reached must be here too (a standby host with the same layout, its
+	// server started about when the primary was, would pass the rest).
+	if srv.Remote != nil && !isLocalAddr(srv.Remote) {
+		return notOurs(fmt.Sprintf("the server is reached at %s, not an address of this host", srv.Remote))
 	}
 	if pf.PID > 0 && !processExists(pf.PID) {
 		return notOurs(fmt.Sprintf("its postmaster.pid names process %d, which is not running (a stale file)", pf.PID))

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,18 @@ func TestCheckPostmasterStartTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The directory's postmaster runs here, but the server was reached on
+	// another host (a standby host with the same layout, started about
+	// when the primary was): refused. On loopback: accepted.
+	remote := srv
+	remote.Remote = &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 5432}
+	if err := checkPostmaster(dir, remote, "test"); err == nil || !strings.Contains(err.Error(), "not an address of this host") {
+		t.Errorf("server on another host: %v, want refused", err)
+	}
+	remote.Remote = &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 5432}
+	if err := checkPostmaster(dir, remote, "test"); err != nil {
+		t.Errorf("server on loopback: %v", err)
+	}
 	// A dead PID naming this directory: a stale file.
 	pidFileWith("2147483646", dir)
 	if err := checkPostmaster(dir, srv, "test"); err == nil || failure.KindOf(err) != failure.Precondition {
@@ -131,6 +144,11 @@ func TestCheckPostmasterStartTime(t *testing.T) {
 	pidFileWith("2147483646", "/var/lib/postgresql/data-not-here")
 	if err := checkPostmaster(dir, srv, "test"); err != nil {
 		t.Errorf("postmaster.pid written in a container: %v", err)
+	}
+	containerIP := srv
+	containerIP.Remote = &net.TCPAddr{IP: net.ParseIP("172.17.0.2"), Port: 5432}
+	if err := checkPostmaster(dir, containerIP, "test"); err != nil {
+		t.Errorf("server in a container reached at its bridge address: %v", err)
 	}
 	for _, bad := range []string{"", "garbage", "12\n/x\nnot-a-time\n5432\n", "12\n/x\n1700000000\nport\n"} {
 		if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte(bad), 0o600); err != nil {

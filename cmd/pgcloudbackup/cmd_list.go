@@ -197,6 +197,10 @@ func printBackupTable(w io.Writer, entries []*catalog.Entry) {
 			} else if m.ChecksumFailuresTotal > 0 {
 				failures = fmt.Sprint(m.ChecksumFailuresTotal)
 			}
+			if m.NewPagesWithDataTotal > 0 {
+				// Not checksum failures, but why the backup ended with exit 4.
+				failures += fmt.Sprintf(" (+%d new pages with data)", m.NewPagesWithDataTotal)
+			}
 			row = []string{e.ID, formatTime(e.Time()), oneLine(m.Label), shortVersion(m.PGVersion), humanBytes(m.TotalSize()),
 				humanBytes(e.Bytes), m.StartLSN.String(), m.StopLSN.String(), walColumn(m), failures}
 		}

@@ -156,6 +156,8 @@ func seedCatalog(t *testing.T, now time.Time) *testBucket {
 		m.WALArchive = manifest.WALArchiveOff
 		m.ChecksumFailures = []manifest.ChecksumFailure{{Path: "base/5/16384", Count: 3, Blocks: []uint32{7, 8, 9}}}
 		m.ChecksumFailuresTotal = 3
+		m.NewPagesWithData = []manifest.ChecksumFailure{{Path: "base/5/16390", Count: 2, Blocks: []uint32{1, 2}}}
+		m.NewPagesWithDataTotal = 2
 	})
 	b.addBackup("20261123T020000Z", now.Add(-time.Hour), nil)
 	b.put("20261110T020000Z", "base.00001.tar.zst", []byte("crashed"), now.Add(-14*24*time.Hour))
@@ -206,7 +208,7 @@ func TestListCommand(t *testing.T) {
 	if !strings.Contains(lines[1], " archive ") || !strings.Contains(lines[3], " NONE ") {
 		t.Errorf("WAL column wrong:\n%s", r.stdout)
 	}
-	if !strings.HasSuffix(lines[2], " 3") || !strings.HasSuffix(lines[1], " 0") {
+	if !strings.HasSuffix(lines[2], " 3 (+2 new pages with data)") || !strings.HasSuffix(lines[1], " 0") {
 		t.Errorf("checksum failures column wrong:\n%s", r.stdout)
 	}
 	if !strings.Contains(lines[4], "2 incomplete or unreadable not shown") {

@@ -134,12 +134,28 @@ func printManifest(w io.Writer, e *catalog.Entry) {
 	if len(m.ChecksumFailures) > 0 {
 		printChecksumFailures(w, m.ChecksumFailures)
 	}
+	if len(m.NewPagesWithData) > 0 {
+		printPageList(w, "pages marked new (pd_upper = 0) that hold data (not checksum failures: PostgreSQL does not verify them):", "PAGES", m.NewPagesWithData)
+	}
+	if len(m.PartialPages) > 0 {
+		fmt.Fprintln(w, "\nfiles ending in a partial page (not verified from that block on):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  FILE\tBLOCK\tSIZE")
+		for _, p := range m.PartialPages {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\n", oneLine(p.Path), p.Block, p.Size)
+		}
+		_ = tw.Flush()
+	}
 }
 
 func printChecksumFailures(w io.Writer, failures []manifest.ChecksumFailure) {
-	fmt.Fprintln(w, "\npage checksum failures:")
+	printPageList(w, "page checksum failures:", "FAILURES", failures)
+}
+
+func printPageList(w io.Writer, title, column string, failures []manifest.ChecksumFailure) {
+	fmt.Fprintln(w, "\n"+title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  FILE\tFAILURES\tBLOCKS")
+	fmt.Fprintln(tw, "  FILE\t"+column+"\tBLOCKS")
 	for _, f := range failures {
 		fmt.Fprintf(tw, "  %s\t%d\t%s\n", oneLine(f.Path), f.Count, blockRanges(f.Blocks, 20))
 	}

@@ -23,6 +23,9 @@ func TestShowCommand(t *testing.T) {
 		m.ChecksumFailures = []manifest.ChecksumFailure{{Path: "pg_tblspc/16385/PG_16_202307071/5/16390", Count: 5, Blocks: []uint32{0, 1, 2, 3, 40}}}
 		m.ChecksumFailuresTotal = 5
 		m.WALArchive = manifest.WALArchiveHealthy
+		m.NewPagesWithData = []manifest.ChecksumFailure{{Path: "base/5/16400", Count: 2, Blocks: []uint32{6, 9}}}
+		m.NewPagesWithDataTotal = 2
+		m.PartialPages = []manifest.PartialPage{{Path: "base/5/16401", Block: 30, Size: 249856}}
 	})
 
 	r := b.cli("show", "latest")
@@ -44,6 +47,9 @@ func TestShowCommand(t *testing.T) {
 		regexp.MustCompile(`\n  0 +base +/var/lib/postgresql/data +23.0 MiB +980 +base.00001.tar.zst +32 B\n`),
 		regexp.MustCompile(`\n  16385 +fast +/ssd/ts +5.0 MiB +12 +16385.00001.tar.zst +4.0 MiB\n +16385.00002.tar.zst +1.0 MiB\n`),
 		regexp.MustCompile(`\n  pg_tblspc/16385/PG_16_202307071/5/16390 +5 +0-3, 40\n`),
+		regexp.MustCompile(`new pages: +2 PAGES MARKED NEW \(pd_upper = 0\) HOLD DATA in 1 files\n`),
+		regexp.MustCompile(`\npages marked new \(pd_upper = 0\) that hold data.*\n  FILE +PAGES +BLOCKS\n  base/5/16400 +2 +6, 9\n`),
+		regexp.MustCompile(`\n  base/5/16401 +30 +249856\n`),
 	} {
 		if !want.MatchString(r.stdout) {
 			t.Errorf("show latest lacks %s:\n%s", want, r.stdout)
