@@ -43,6 +43,10 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 		opts.Jobs = runtime.NumCPU()
 	}
 	rep := &Report{ID: m.ID, Bytes: m.TotalSize(), Problems: []string{}}
+	// What restore would refuse about the backup itself, verify reports.
+	if err := CheckBackup(m); err != nil {
+		rep.Problems = append(rep.Problems, err.Error())
+	}
 	index, err := loadIndex(ctx, store, m)
 	if err != nil {
 		if failure.KindOf(err) != failure.Failed {
@@ -80,6 +84,9 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 		damagedObjects = true
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return rep, interrupted("verify", ctx)
+		}
 		return rep, err
 	}
 	// Missing files only mean something when every object read cleanly;
