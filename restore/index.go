@@ -25,6 +25,10 @@ type fileIndex struct {
 	files map[string]*indexEntry
 	pgm   *manifest.PGManifest
 	raw   []byte
+	// WAL files (not listed in backup_manifest) may add up to walLimit
+	// bytes: none without WAL, else the backup's LSN range plus a
+	// segment's worth at each end.
+	walBytes, walLimit int64
 }
 
 type indexEntry struct {
@@ -71,6 +75,9 @@ func loadIndex(ctx context.Context, store *storage.Store, m *manifest.Backup) (*
 		return nil, failure.New(failure.Failed, "backup %s is damaged: %s: %v", m.ID, key, err)
 	}
 	idx := &fileIndex{files: make(map[string]*indexEntry, len(pgm.Files)), pgm: pgm, raw: raw}
+	if m.WALIncluded && m.StopLSN >= m.StartLSN {
+		idx.walLimit = int64(m.StopLSN-m.StartLSN) + 2*maxWALMember
+	}
 	for _, f := range pgm.Files {
 		if f.ChecksumAlgorithm != manifest.ChecksumAlgorithmCRC32C {
 			return nil, fmt.Errorf("%s: file %s uses checksum algorithm %s; only CRC32C is supported", key, f.Path, f.ChecksumAlgorithm)
@@ -95,11 +102,18 @@ func (x *fileIndex) expect(path string, size int64) error {
 	x.mu.Lock()
 	e, ok := x.files[path]
 	seen := ok && e.seen
+	walBytes := x.walBytes + size
+	if !ok && strings.HasPrefix(path, "pg_wal/") && size <= maxWALMember && walBytes <= x.walLimit {
+		x.walBytes = walBytes
+	}
 	x.mu.Unlock()
 	switch {
 	case !ok && strings.HasPrefix(path, "pg_wal/"):
 		if size > maxWALMember {
 			return fmt.Errorf("WAL file %s declares %d bytes, more than the largest WAL segment (%d)", path, size, maxWALMember)
+		}
+		if walBytes > x.walLimit {
+			return fmt.Errorf("WAL file %s: the archives hold more WAL (%d bytes) than the backup's LSN range allows (%d; WAL included: %v)", path, walBytes, x.walLimit, x.walLimit > 0)
 		}
 		return nil
 	case !ok:

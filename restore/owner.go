@@ -62,28 +62,27 @@ func chooseOwner(target, spec string) (owner, error) {
 // the user's primary group.
 func lookupOwner(spec string) (uid, gid int, err error) {
 	name, group, hasGroup := strings.Cut(spec, ":")
-	u, err := user.Lookup(name)
-	if err != nil {
-		if _, nerr := strconv.Atoi(name); nerr == nil {
-			u, err = user.LookupId(name)
+	if u, err := user.Lookup(name); err == nil {
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+	} else if n, nerr := strconv.ParseUint(name, 10, 31); nerr == nil {
+		// A uid without a passwd entry (a container's server user):
+		// its group is the same number unless given.
+		uid, gid = int(n), int(n)
+		if u, err := user.LookupId(name); err == nil {
+			gid, _ = strconv.Atoi(u.Gid)
 		}
-	}
-	if err != nil {
+	} else {
 		return 0, 0, fmt.Errorf("no such user")
 	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
 	if hasGroup {
-		g, err := user.LookupGroup(group)
-		if err != nil {
-			if _, nerr := strconv.Atoi(group); nerr == nil {
-				g, err = user.LookupGroupId(group)
-			}
-		}
-		if err != nil {
+		if g, err := user.LookupGroup(group); err == nil {
+			gid, _ = strconv.Atoi(g.Gid)
+		} else if n, nerr := strconv.ParseUint(group, 10, 31); nerr == nil {
+			gid = int(n)
+		} else {
 			return 0, 0, fmt.Errorf("no such group %q", group)
 		}
-		gid, _ = strconv.Atoi(g.Gid)
 	}
 	return uid, gid, nil
 }

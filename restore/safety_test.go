@@ -255,3 +255,45 @@ func TestTablespaceMapChecked(t *testing.T) {
 		}
 	}
 }
+
+func TestLookupOwner(t *testing.T) {
+	if uid, gid, err := lookupOwner("root"); err != nil || uid != 0 || gid != 0 {
+		t.Errorf("root: %d:%d %v", uid, gid, err)
+	}
+	// A uid without a passwd entry, as in containers.
+	if uid, gid, err := lookupOwner("54321"); err != nil || uid != 54321 || gid != 54321 {
+		t.Errorf("54321: %d:%d %v", uid, gid, err)
+	}
+	if uid, gid, err := lookupOwner("54321:7"); err != nil || uid != 54321 || gid != 7 {
+		t.Errorf("54321:7: %d:%d %v", uid, gid, err)
+	}
+	for _, bad := range []string{"no-such-user-here", "root:no-such-group-here", "-1"} {
+		if _, _, err := lookupOwner(bad); err == nil {
+			t.Errorf("lookupOwner(%q) accepted", bad)
+		}
+	}
+}
+
+// TestWALBounded: WAL members (not in backup_manifest) are bounded per
+// file and in total by the backup's LSN range; none without WAL.
+func TestWALBounded(t *testing.T) {
+	x := &fileIndex{files: map[string]*indexEntry{}}
+	if err := x.expect("pg_wal/000000010000000000000001", 16<<20); err == nil {
+		t.Error("WAL in a backup without WAL accepted")
+	}
+	if err := x.expect("pg_wal/archive_status/000000010000000000000001.done", 0); err != nil {
+		t.Errorf("empty marker refused: %v", err)
+	}
+	x = &fileIndex{files: map[string]*indexEntry{}, walLimit: 3 * maxWALMember}
+	if err := x.expect("pg_wal/000000010000000000000001", maxWALMember+1); err == nil {
+		t.Error("a WAL file over 1 GiB accepted")
+	}
+	for i := 0; i < 3; i++ {
+		if err := x.expect(fmt.Sprintf("pg_wal/%024X", i), maxWALMember); err != nil {
+			t.Fatalf("segment %d: %v", i, err)
+		}
+	}
+	if err := x.expect("pg_wal/000000010000000000000009", 1); err == nil {
+		t.Error("WAL beyond the LSN range accepted")
+	}
+}

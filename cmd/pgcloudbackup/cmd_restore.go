@@ -111,6 +111,9 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	store, e, err := findBackup(ctx, g, ref)
 	if err != nil {
+		if ctx.Err() != nil {
+			return interruptedError("restore", ctx)
+		}
 		return err
 	}
 	defer store.Close()
