@@ -83,6 +83,9 @@ type location struct {
 	// createdTop is the topmost directory we created ("" if none).
 	prepared   bool
 	createdTop string
+	// lock is an flock on the directory while we write into it, so two
+	// restores into one directory cannot remove each other's files.
+	lock *os.File
 }
 
 func (l *location) what() string {
@@ -139,6 +142,13 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 		opts.Logger.Info("restored files will belong to " + own.how)
 	}
 
+	defer func() {
+		for _, l := range locs {
+			if l.lock != nil {
+				l.lock.Close()
+			}
+		}
+	}()
 	// From here a failure removes what we wrote, so a retry finds empty
 	// targets again.
 	defer func() {
@@ -160,6 +170,9 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 		}
 		if l.sink, err = newDirSink(l.dir, lk, own.chown); err != nil {
 			return nil, err
+		}
+		if l.oid == 0 {
+			l.sink.hold = "global/pg_control"
 		}
 		if own.ids != nil {
 			l.sink.setOwner(own.ids)
@@ -188,6 +201,11 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 		if err := syncDir(l.dir); err != nil {
 			return nil, err
 		}
+	}
+	// pg_control goes in last, once everything else is on disk: a restore
+	// killed before this point leaves a directory no server starts from.
+	if err := base.sink.release(); err != nil {
+		return nil, err
 	}
 	res := &Result{Target: base.dir, Tablespaces: map[string]string{}, Bytes: m.TotalSize()}
 	for _, l := range locs[1:] {
@@ -371,7 +389,50 @@ func checkHost(locs []*location, overwrite bool, logger *slog.Logger) error {
 			}
 			return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s is not empty", l.what(), l.dir), hint)
 		}
+		if err := oneFilesystem(l); err != nil {
+			return err
+		}
 		l.nonEmpty = true
+	}
+	return nil
+}
+
+// oneFilesystem refuses to empty a directory that holds a mount point:
+// --overwrite removes what is in the directory, not other file systems
+// mounted below it.
+func oneFilesystem(l *location) error {
+	real, err := filepath.EvalSymlinks(l.dir)
+	if err != nil {
+		return unsafeError(l.dir, err)
+	}
+	var root unix.Stat_t
+	if err := unix.Stat(real, &root); err != nil {
+		return unsafeError(l.dir, err)
+	}
+	var found string
+	err = filepath.WalkDir(real, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if st.Dev != root.Dev {
+			found = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return unsafeError(l.dir, err)
+	}
+	if found != "" {
+		return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s holds a mount point (%s): --overwrite empties only one file system", l.what(), l.dir, found),
+			"unmount it or empty the directory yourself")
 	}
 	return nil
 }
@@ -421,8 +482,14 @@ func prepare(l *location, logger *slog.Logger) error {
 		if err := os.Mkdir(l.dir, 0o700); err != nil {
 			return failure.Wrap(failure.Precondition, fmt.Errorf("create %s: %w", l.dir, err), "check the path and its permissions")
 		}
+		if err := lockDir(l); err != nil {
+			return err
+		}
 		l.prepared, l.createdTop = true, top
 		return nil
+	}
+	if err := lockDir(l); err != nil {
+		return err
 	}
 	l.prepared = true
 	if l.nonEmpty {
@@ -437,6 +504,24 @@ func prepare(l *location, logger *slog.Logger) error {
 			}
 		}
 	}
+	return nil
+}
+
+// lockDir takes an exclusive flock on a restore location (before anything
+// in it is removed or written): a second restore into it is refused.
+func lockDir(l *location) error {
+	f, err := os.Open(l.dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", l.dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return failure.Wrap(failure.Precondition, fmt.Errorf("another restore is writing into %s %s", l.what(), l.dir), "wait for it to finish, or restore elsewhere")
+		}
+		return fmt.Errorf("lock %s: %w", l.dir, err)
+	}
+	l.lock = f
 	return nil
 }
 

@@ -297,3 +297,98 @@ func TestWALBounded(t *testing.T) {
 		t.Error("WAL beyond the LSN range accepted")
 	}
 }
+
+// benign is a crafted backup that restores: one file.
+func benign(t *testing.T, store *storage.Store, id string) *manifest.Backup {
+	return craftBackup(t, store, id, []tar.Header{{Name: "PG_VERSION", Typeflag: tar.TypeReg, Mode: 0o600}})
+}
+
+// TestConcurrentRestoreRefused: a second restore into a directory another
+// restore is writing into is refused before it removes anything.
+func TestConcurrentRestoreRefused(t *testing.T) {
+	store, err := storage.Open(context.Background(), "mem://", storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := benign(t, store, "20260301T000000Z")
+	target := t.TempDir()
+	if err := os.WriteFile(filepath.Join(target, "theirs"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := &location{dir: target, oid: 0}
+	if err := lockDir(other); err != nil { // the first restore
+		t.Fatal(err)
+	}
+	opts := Options{Target: target, Overwrite: true, TablespaceMap: map[uint32]string{16385: filepath.Join(t.TempDir(), "ts")}}
+	_, err = Restore(context.Background(), store, m, opts)
+	if failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), "another restore") {
+		t.Fatalf("second restore: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "theirs")); err != nil {
+		t.Fatalf("the second restore removed the first one's file: %v", err)
+	}
+	other.lock.Close()
+	if _, err := Restore(context.Background(), store, m, opts); err != nil {
+		t.Fatalf("restore once the lock is free: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "PG_VERSION")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPGControlLast: pg_control is written under another name and put in
+// place only by release, so a killed restore leaves no startable directory.
+func TestPGControlLast(t *testing.T) {
+	dir := t.TempDir()
+	s, err := newDirSink(dir, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.hold = "global/pg_control"
+	if err := s.file("global/pg_control", &tar.Header{Mode: 0o600, Size: 4}, strings.NewReader("ctrl")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); !os.IsNotExist(err) {
+		t.Fatalf("pg_control in place before release: %v", err)
+	}
+	if err := s.release(); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "global", "pg_control")); err != nil || string(data) != "ctrl" {
+		t.Fatalf("pg_control after release: %q %v", data, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "global")); len(ents) != 1 {
+		t.Errorf("global holds %v", ents)
+	}
+}
+
+// TestOverwriteStaysOnOneFilesystem: --overwrite refuses a target with a
+// mount point inside, and leaves the mounted file system alone.
+func TestOverwriteStaysOnOneFilesystem(t *testing.T) {
+	store, err := storage.Open(context.Background(), "mem://", storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := benign(t, store, "20260302T000000Z")
+	target := t.TempDir()
+	mnt := filepath.Join(target, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs CAP_SYS_ADMIN): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	if err := os.WriteFile(filepath.Join(mnt, "precious"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Restore(context.Background(), store, m, Options{Target: target, Overwrite: true,
+		TablespaceMap: map[uint32]string{16385: filepath.Join(t.TempDir(), "ts")}})
+	if failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), "mount point") {
+		t.Fatalf("overwrite over a mount point: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "precious")); err != nil {
+		t.Fatalf("file on the mounted file system removed: %v", err)
+	}
+}

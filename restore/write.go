@@ -31,6 +31,8 @@ type dirSink struct {
 	bufs  *sync.Pool
 	// filePerm is the mode of the files the restore writes itself.
 	filePerm fs.FileMode
+	// hold is written under a temporary name and put in place by release.
+	hold string
 
 	mu    sync.Mutex
 	owner *[2]int // fixed, or the first member's owner: given to the directory itself
@@ -115,9 +117,37 @@ func (s *dirSink) dir(name string, h *tar.Header) error {
 	return s.ownAndTime(name, h, false)
 }
 
+// holdSuffix marks a held file until release.
+const holdSuffix = ".pgcloudbackup-partial"
+
+// release puts the held file in place and makes the rename durable.
+func (s *dirSink) release() error {
+	if s.hold == "" {
+		return nil
+	}
+	if _, err := s.root.Lstat(s.hold + holdSuffix); errors.Is(err, fs.ErrNotExist) {
+		return nil // the archive had none (backup_manifest said so)
+	}
+	if err := s.root.Rename(s.hold+holdSuffix, s.hold); err != nil {
+		return s.writeError("rename", s.hold+holdSuffix, err)
+	}
+	d, err := s.root.Open(path.Dir(s.hold))
+	if err != nil {
+		return s.writeError("open", path.Dir(s.hold), err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return s.writeError("sync", path.Dir(s.hold), err)
+	}
+	return nil
+}
+
 func (s *dirSink) file(name string, h *tar.Header, r io.Reader) error {
 	if err := notThroughLink(s.links, name); err != nil {
 		return err
+	}
+	if name == s.hold {
+		name += holdSuffix
 	}
 	if dir := path.Dir(name); dir != "." {
 		if err := s.root.MkdirAll(dir, 0o700); err != nil {
