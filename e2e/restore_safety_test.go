@@ -181,6 +181,20 @@ func TestRestoreNeverTouchesRunningClusters(t *testing.T) {
 			assertSameState(t, before, treeState(t, trees...))
 		})
 	}
+	// As the server's own user (no root privileges) the same holds.
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, s.bucketDir)
+		for _, tc := range cases {
+			t.Run("as "+pgtest.OSUser+": "+tc.name, func(t *testing.T) {
+				before := treeState(t, trees...)
+				cmd := pgtest.ServerCommand(binary, append([]string{"restore", "latest"}, tc.args...)...)
+				cmd.Env = append(append(cleanEnv(), "HOME=/tmp"), s.env...)
+				r := runCmd(t, cmd)
+				assertOneLineError(t, r, 3, tc.want)
+				assertSameState(t, before, treeState(t, trees...))
+			})
+		}
+	}
 	if got := c.QueryString("postgres", "SELECT count(*)::text FROM in_spc"); got != rows {
 		t.Errorf("live table in the tablespace has %s rows, had %s", got, rows)
 	}
