@@ -5,6 +5,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -179,7 +180,12 @@ func Load(ctx context.Context, store *storage.Store) (*Catalog, error) {
 
 // readInto reads e's manifest.json into e. It returns only storage errors.
 func readInto(ctx context.Context, store *storage.Store, e *Entry) error {
-	data, err := store.Bucket.ReadAll(ctx, store.BackupKey(e.ID, storage.ManifestName))
+	data, err := readManifestJSON(ctx, store, e.ID)
+	var tooBig *failure.Error
+	if errors.As(err, &tooBig) {
+		e.Err = err
+		return nil
+	}
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		// Deleted since the listing (delete removes manifest.json
 		// first): what is left is incomplete.
@@ -201,6 +207,18 @@ func readInto(ctx context.Context, store *storage.Store, e *Entry) error {
 		e.Manifest, e.JSON = m, data
 	}
 	return nil
+}
+
+// readManifestJSON reads a backup's manifest.json with bounded memory: the
+// bucket is untrusted input. An object over the limit is a *failure.Error;
+// other errors come from the store.
+func readManifestJSON(ctx context.Context, store *storage.Store, id string) ([]byte, error) {
+	r, err := store.Bucket.NewReader(ctx, store.BackupKey(id, storage.ManifestName), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return manifest.ReadBounded(r, r.Size(), manifest.MaxBackupJSONSize, storage.ManifestName)
 }
 
 // Find resolves ref (an ID or "latest") in store to a complete backup with

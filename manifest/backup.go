@@ -243,12 +243,20 @@ func Unmarshal(data []byte) (*Backup, error) {
 		return nil, failure.Wrap(failure.Failed, fmt.Errorf("read manifest.json: unsupported format version %d", v), "")
 	}
 
+	if len(data) > MaxBackupJSONSize {
+		return nil, failure.Wrap(failure.Failed, fmt.Errorf("read manifest.json: %d bytes, more than the %d this version reads", len(data), MaxBackupJSONSize), "")
+	}
 	var b Backup
 	if err := json.Unmarshal(data, &b); err != nil {
 		return nil, failure.Wrap(failure.Failed, fmt.Errorf("read manifest.json: %w", err), "")
 	}
 	if err := b.validate(); err != nil {
 		return nil, failure.Wrap(failure.Failed, fmt.Errorf("read manifest.json: %w", err), "")
+	}
+	// Only on reading: what PostgreSQL accepted as a label is never
+	// refused when the backup is written.
+	if len(b.Label) > MaxLabelLen {
+		return nil, failure.Wrap(failure.Failed, fmt.Errorf("read manifest.json: label of %d bytes, more than PostgreSQL's %d", len(b.Label), MaxLabelLen), "")
 	}
 	return &b, nil
 }

@@ -2,6 +2,7 @@ package restore
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -123,6 +124,9 @@ func (rd *reader) members(ctx context.Context, p part, tr *tar.Reader) error {
 		if err != nil {
 			return failure.Wrap(failure.Failed, fmt.Errorf("object %s: %w", p.key, err), "the archive was tampered with: refusing to restore it")
 		}
+		if err := checkMember(rd.backup, p, name, h, rd.index); err != nil {
+			return err
+		}
 		switch h.Typeflag {
 		case tar.TypeDir:
 			err = p.sink.dir(name, h)
@@ -142,9 +146,21 @@ func (rd *reader) members(ctx context.Context, p part, tr *tar.Reader) error {
 
 func (rd *reader) file(p part, name string, h *tar.Header, tr io.Reader) error {
 	rd.crc.Reset()
-	cr := &hashio.Reader{R: tr, H: rd.crc}
+	var src io.Reader = tr
+	var spcmap *bytes.Buffer
+	if p.oid == 0 && name == "tablespace_map" {
+		// Kept to be checked: PostgreSQL makes pg_tblspc links from it.
+		spcmap = &bytes.Buffer{}
+		src = io.TeeReader(tr, spcmap)
+	}
+	cr := &hashio.Reader{R: src, H: rd.crc}
 	if err := p.sink.file(name, h, cr); err != nil {
 		return err
+	}
+	if spcmap != nil {
+		if err := checkTablespaceMap(rd.backup, p.key, spcmap.Bytes()); err != nil {
+			return err
+		}
 	}
 	if cr.N != h.Size {
 		return fmt.Errorf("member %s: %d of %d bytes", name, cr.N, h.Size)

@@ -5,6 +5,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"gocloud.dev/gcerrors"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -38,17 +40,23 @@ type Options struct {
 	// Jobs is the number of archive objects downloaded and extracted at
 	// once.
 	Jobs int
-	// Overwrite empties a non-empty target (never one with a server
-	// running on it).
+	// Overwrite empties a non-empty target and non-empty tablespace
+	// locations given in TablespaceMap, never an original tablespace
+	// location and never anything of a running server.
 	Overwrite bool
 	// Recovery writes recovery.signal (targeted recovery, then promote);
 	// Standby writes standby.signal.
 	Recovery bool
 	Standby  bool
-	// RestoreCommand, if set, is written to postgresql.auto.conf.
+	// RestoreCommand, if set, is written to postgresql.auto.conf (only
+	// with Recovery or Standby: PostgreSQL reads it in archive recovery
+	// only).
 	RestoreCommand string
-	Progress       *progress.Counter
-	Logger         *slog.Logger
+	// Owner (USER[:GROUP]) owns the restored files when running as root;
+	// by default the owner of the target's parent directory.
+	Owner    string
+	Progress *progress.Counter
+	Logger   *slog.Logger
 }
 
 // Result describes a finished restore.
@@ -66,9 +74,29 @@ type location struct {
 	dir  string
 	ts   manifest.Tablespace
 	sink *dirSink
-	// created: we made the directory (remove it on failure), else we only
-	// empty it.
-	created bool
+	// mapped: the user named this location (the target, or
+	// --tablespace-map), so --overwrite may empty it.
+	mapped bool
+	// nonEmpty: it holds files that --overwrite removes.
+	nonEmpty bool
+	// prepared: created or emptied by us, so a failure cleans it up;
+	// createdTop is the topmost directory we created ("" if none).
+	prepared   bool
+	createdTop string
+	// lock is an flock on the directory while we write into it, so two
+	// restores into one directory cannot remove each other's files.
+	lock *os.File
+}
+
+func (l *location) what() string {
+	switch {
+	case l.oid == 0:
+		return "target directory"
+	case l.mapped:
+		return fmt.Sprintf("tablespace %d location", l.oid)
+	default:
+		return fmt.Sprintf("tablespace %d location (from the backup)", l.oid)
+	}
 }
 
 // Restore restores backup m into opts.Target.
@@ -79,18 +107,48 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 	if opts.Jobs <= 0 {
 		opts.Jobs = runtime.NumCPU()
 	}
-	if opts.Recovery && opts.Standby {
-		return nil, failure.New(failure.Usage, "--recovery and --standby exclude each other")
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = interrupted("restore", ctx)
+		}
+	}()
+	if err := CheckOptions(opts); err != nil {
+		return nil, err
+	}
+	// Every check comes before the first change: a refused restore leaves
+	// every directory exactly as it was.
+	if err := CheckBackup(m); err != nil {
+		return nil, err
 	}
 	locs, links, err := plan(m, opts)
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range locs {
-		if err := prepare(l, opts.Overwrite); err != nil {
-			return nil, err
-		}
+	own, err := chooseOwner(locs[0].dir, opts.Owner)
+	if err != nil {
+		return nil, err
 	}
+	if err := checkHost(locs, opts.Overwrite, opts.Logger); err != nil {
+		return nil, err
+	}
+	index, err := loadIndex(ctx, store, m)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkObjects(ctx, store, m, opts.Jobs); err != nil {
+		return nil, err
+	}
+	if own.chown {
+		opts.Logger.Info("restored files will belong to " + own.how)
+	}
+
+	defer func() {
+		for _, l := range locs {
+			if l.lock != nil {
+				l.lock.Close()
+			}
+		}
+	}()
 	// From here a failure removes what we wrote, so a retry finds empty
 	// targets again.
 	defer func() {
@@ -100,19 +158,24 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 			}
 		}
 	}()
-
-	index, err := loadIndex(ctx, store, m)
-	if err != nil {
-		return nil, err
+	for _, l := range locs {
+		if err := prepare(l, opts.Logger); err != nil {
+			return nil, err
+		}
 	}
-	chown := os.Geteuid() == 0
 	for _, l := range locs {
 		var lk map[string]string
 		if l.oid == 0 {
 			lk = links
 		}
-		if l.sink, err = newDirSink(l.dir, lk, chown); err != nil {
+		if l.sink, err = newDirSink(l.dir, lk, own.chown); err != nil {
 			return nil, err
+		}
+		if l.oid == 0 {
+			l.sink.hold = "global/pg_control"
+		}
+		if own.ids != nil {
+			l.sink.setOwner(own.ids)
 		}
 		defer l.sink.close()
 	}
@@ -139,6 +202,11 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 			return nil, err
 		}
 	}
+	// pg_control goes in last, once everything else is on disk: a restore
+	// killed before this point leaves a directory no server starts from.
+	if err := base.sink.release(); err != nil {
+		return nil, err
+	}
 	res := &Result{Target: base.dir, Tablespaces: map[string]string{}, Bytes: m.TotalSize()}
 	for _, l := range locs[1:] {
 		res.Tablespaces[strconv.FormatUint(uint64(l.oid), 10)] = l.dir
@@ -156,8 +224,36 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 	return res, nil
 }
 
+// CheckOptions refuses option combinations that cannot do what they say.
+func CheckOptions(opts Options) error {
+	if opts.Recovery && opts.Standby {
+		return failure.New(failure.Usage, "--recovery and --standby exclude each other")
+	}
+	if opts.RestoreCommand != "" && !opts.Recovery && !opts.Standby {
+		return failure.Wrap(failure.Usage,
+			errors.New("--restore-command does nothing without --recovery or --standby: PostgreSQL runs restore_command only in archive recovery"),
+			"add --recovery (recover, then promote) or --standby")
+	}
+	return nil
+}
+
+// interrupted is the error of an operation stopped by a signal (or a
+// cancelled context).
+func interrupted(op string, ctx context.Context) error {
+	msg := op + " interrupted"
+	if c := context.Cause(ctx); c != nil && c != context.Canceled && c != context.DeadlineExceeded {
+		msg = fmt.Sprintf("%s (%v)", msg, c)
+	}
+	if op == "restore" {
+		msg += "; what it wrote was removed"
+	}
+	return failure.Wrap(failure.Interrupted, errors.New(msg), "")
+}
+
 // plan decides where each archive goes and which tablespace links the base
-// archive may create.
+// archive may create. It checks every location: absolute and clean, none
+// inside another (the target included), so no archive can land in
+// another's directory.
 func plan(m *manifest.Backup, opts Options) ([]*location, map[string]string, error) {
 	if opts.Target == "" {
 		return nil, nil, failure.New(failure.Usage, "no --target directory given")
@@ -165,6 +261,9 @@ func plan(m *manifest.Backup, opts Options) ([]*location, map[string]string, err
 	target, err := filepath.Abs(opts.Target)
 	if err != nil {
 		return nil, nil, fmt.Errorf("resolve %s: %w", opts.Target, err)
+	}
+	if target == "/" {
+		return nil, nil, failure.New(failure.Usage, "--target %s: not the root directory", opts.Target)
 	}
 	known := map[uint32]bool{}
 	for _, ts := range m.Tablespaces {
@@ -174,64 +273,230 @@ func plan(m *manifest.Backup, opts Options) ([]*location, map[string]string, err
 		if !known[oid] || oid == 0 {
 			return nil, nil, failure.New(failure.Usage, "--tablespace-map %d=%s: backup %s has no tablespace with OID %d", oid, dir, m.ID, oid)
 		}
-		if !filepath.IsAbs(dir) {
-			return nil, nil, failure.New(failure.Usage, "--tablespace-map %d=%s: the location must be an absolute path", oid, dir)
+		if err := checkLocation(dir); err != nil {
+			return nil, nil, failure.New(failure.Usage, "--tablespace-map %d=%s: the location must be an absolute, clean path: %v", oid, dir, err)
 		}
 	}
 	var locs []*location
 	links := map[string]string{}
-	seen := map[string]uint32{}
 	for _, ts := range m.Tablespaces {
-		l := &location{oid: ts.OID, ts: ts, dir: target}
+		l := &location{oid: ts.OID, ts: ts, dir: target, mapped: true}
 		if ts.OID != 0 {
-			l.dir = ts.Location
-			if d, ok := opts.TablespaceMap[ts.OID]; ok {
-				l.dir = filepath.Clean(d)
+			l.dir, l.mapped = opts.TablespaceMap[ts.OID]
+			if !l.mapped {
+				l.dir = ts.Location
 			}
 			links[manifest.TablespacePath(ts.OID)] = l.dir
 		}
-		if other, dup := seen[l.dir]; dup {
-			return nil, nil, failure.New(failure.Usage, "tablespaces %d and %d would both be restored into %s", other, ts.OID, l.dir)
-		}
-		seen[l.dir] = ts.OID
 		locs = append(locs, l)
 	}
 	if len(locs) == 0 || locs[0].oid != 0 {
 		return nil, nil, failure.New(failure.Failed, "backup %s has no data directory archive", m.ID)
 	}
+	// No location inside another, as written and as resolved through
+	// symbolic links.
+	for i, a := range locs {
+		for _, b := range locs[:i] {
+			if !nested(a.dir, b.dir) {
+				continue
+			}
+			kind, hint := failure.Precondition, fmt.Sprintf("move tablespace %d with --tablespace-map %d=DIR", a.oid, a.oid)
+			if a.mapped && b.mapped {
+				kind, hint = failure.Usage, "give every tablespace its own directory, outside the target"
+			}
+			return nil, nil, failure.Wrap(kind, fmt.Errorf("%s %s and %s %s overlap: one would be restored into the other", b.what(), b.dir, a.what(), a.dir), hint)
+		}
+	}
 	return locs, links, nil
 }
 
-// prepare makes sure a restore location is absent or empty (emptied with
-// overwrite) and exists with mode 0700.
-func prepare(l *location, overwrite bool) error {
-	ents, err := os.ReadDir(l.dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(l.dir, 0o700); err != nil {
-			return failure.Wrap(failure.Precondition, fmt.Errorf("create %s: %w", l.dir, err), "check the path and its permissions")
-		}
-		l.created = true
-		return nil
-	case err != nil:
-		return failure.Wrap(failure.Precondition, fmt.Errorf("read %s: %w", l.dir, err), "check the path and its permissions")
+// nested reports whether a and b are the same directory or one is inside
+// the other, lexically or once symbolic links are resolved.
+func nested(a, b string) bool {
+	if within(a, b) || within(b, a) {
+		return true
 	}
-	if len(ents) > 0 {
-		if !overwrite {
-			what := "target directory"
-			if l.oid != 0 {
-				what = fmt.Sprintf("tablespace %d location", l.oid)
+	ra, rb := resolved(a), resolved(b)
+	return within(ra, rb) || within(rb, ra)
+}
+
+// resolved is p with its existing part's symbolic links resolved.
+func resolved(p string) string {
+	rest := ""
+	for d := p; ; d = filepath.Dir(d) {
+		if r, err := filepath.EvalSymlinks(d); err == nil {
+			return filepath.Join(r, rest)
+		}
+		if d == "/" || d == "." {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(d), rest)
+	}
+}
+
+// checkHost checks every location on this host before anything changes:
+// nothing of a running server, an original tablespace location never
+// emptied, a non-empty target only with --overwrite, permissions.
+func checkHost(locs []*location, overwrite bool, logger *slog.Logger) error {
+	dirs := make([]string, len(locs))
+	for i, l := range locs {
+		dirs[i] = l.dir
+	}
+	servers, err := findServers(dirs, logger)
+	if err != nil {
+		return err
+	}
+	for _, l := range locs {
+		if err := servers.check(l.what(), l.dir); err != nil {
+			return err
+		}
+	}
+	for _, l := range locs {
+		st, err := os.Stat(l.dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			anc, err := existingAncestor(l.dir)
+			if err == nil {
+				err = unix.Access(anc, unix.W_OK|unix.X_OK)
 			}
+			if err != nil {
+				return failure.Wrap(failure.Precondition, fmt.Errorf("cannot create %s %s: %s: %w", l.what(), l.dir, anc, err), "check the path and its permissions")
+			}
+			continue
+		case err != nil:
+			return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s: %w", l.what(), l.dir, err), "check the path and its permissions")
+		case !st.IsDir():
+			return failure.New(failure.Precondition, "%s %s exists and is not a directory", l.what(), l.dir)
+		}
+		ents, err := os.ReadDir(l.dir)
+		if err == nil {
+			err = unix.Access(l.dir, unix.W_OK|unix.X_OK)
+		}
+		if err != nil {
+			return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s: %w", l.what(), l.dir, err), "check the path and its permissions")
+		}
+		if len(ents) == 0 {
+			continue
+		}
+		switch {
+		case !l.mapped:
+			return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s is not empty", l.what(), l.dir),
+				fmt.Sprintf("restore the tablespace elsewhere with --tablespace-map %d=DIR; --overwrite never empties a location you did not name", l.oid))
+		case !overwrite:
 			hint := "restore into an empty directory, or pass --overwrite to replace its contents"
 			if l.oid != 0 {
-				hint = "move the tablespace with --tablespace-map OID=DIR, or pass --overwrite"
+				hint = "give an empty directory, or pass --overwrite to replace its contents"
 			}
-			return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s is not empty", what, l.dir), hint)
+			return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s is not empty", l.what(), l.dir), hint)
 		}
-		if _, err := os.Stat(filepath.Join(l.dir, "postmaster.pid")); err == nil {
-			return failure.Wrap(failure.Precondition,
-				fmt.Errorf("%s holds postmaster.pid: a server may be running on it", l.dir),
-				"stop that server first; --overwrite never replaces a running cluster")
+		if err := oneFilesystem(l); err != nil {
+			return err
+		}
+		l.nonEmpty = true
+	}
+	return nil
+}
+
+// oneFilesystem refuses to empty a directory that holds a mount point:
+// --overwrite removes what is in the directory, not other file systems
+// mounted below it.
+func oneFilesystem(l *location) error {
+	real, err := filepath.EvalSymlinks(l.dir)
+	if err != nil {
+		return unsafeError(l.dir, err)
+	}
+	var root unix.Stat_t
+	if err := unix.Stat(real, &root); err != nil {
+		return unsafeError(l.dir, err)
+	}
+	var found string
+	err = filepath.WalkDir(real, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if st.Dev != root.Dev {
+			found = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return unsafeError(l.dir, err)
+	}
+	if found != "" {
+		return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s holds a mount point (%s): --overwrite empties only one file system", l.what(), l.dir, found),
+			"unmount it or empty the directory yourself")
+	}
+	return nil
+}
+
+// checkObjects makes sure every archive object is there with the size
+// manifest.json gives, before anything changes on disk.
+func checkObjects(ctx context.Context, store *storage.Store, m *manifest.Backup, jobs int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, ts := range m.Tablespaces {
+		for _, o := range ts.Objects {
+			g.Go(func() error {
+				key := store.BackupKey(m.ID, o.Key)
+				a, err := store.Bucket.Attributes(gctx, key)
+				if gcerrors.Code(err) == gcerrors.NotFound {
+					return failure.New(failure.Failed, "backup %s is damaged: object %s is missing", m.ID, key)
+				}
+				if err != nil {
+					return store.Classify(err, "read "+key)
+				}
+				if a.Size != o.Size {
+					return damaged(key, fmt.Errorf("%d bytes stored, manifest.json says %d", a.Size, o.Size))
+				}
+				return nil
+			})
+		}
+	}
+	return g.Wait()
+}
+
+// prepare creates a location (with missing parents) or empties it for
+// --overwrite: the first change a restore makes.
+func prepare(l *location, logger *slog.Logger) error {
+	if _, err := os.Lstat(l.dir); errors.Is(err, fs.ErrNotExist) {
+		top := l.dir
+		for d := filepath.Dir(l.dir); ; d = filepath.Dir(d) {
+			if _, err := os.Lstat(d); err == nil || d == "/" || d == "." {
+				break
+			}
+			top = d
+		}
+		// Parents traversable by the server's user; the directory itself
+		// gets its final mode when the restore is done.
+		if err := os.MkdirAll(filepath.Dir(l.dir), 0o755); err != nil {
+			return failure.Wrap(failure.Precondition, fmt.Errorf("create %s: %w", filepath.Dir(l.dir), err), "check the path and its permissions")
+		}
+		if err := os.Mkdir(l.dir, 0o700); err != nil {
+			return failure.Wrap(failure.Precondition, fmt.Errorf("create %s: %w", l.dir, err), "check the path and its permissions")
+		}
+		if err := lockDir(l); err != nil {
+			return err
+		}
+		l.prepared, l.createdTop = true, top
+		return nil
+	}
+	if err := lockDir(l); err != nil {
+		return err
+	}
+	l.prepared = true
+	if l.nonEmpty {
+		logger.Info("--overwrite: removing the contents of "+l.what(), "dir", l.dir)
+		ents, err := os.ReadDir(l.dir)
+		if err != nil {
+			return fmt.Errorf("empty %s for --overwrite: %w", l.dir, err)
 		}
 		for _, e := range ents {
 			if err := os.RemoveAll(filepath.Join(l.dir, e.Name())); err != nil {
@@ -239,17 +504,36 @@ func prepare(l *location, overwrite bool) error {
 			}
 		}
 	}
-	if err := os.Chmod(l.dir, 0o700); err != nil {
-		return fmt.Errorf("chmod %s: %w", l.dir, err)
-	}
 	return nil
 }
 
-// cleanup removes what a failed restore wrote.
+// lockDir takes an exclusive flock on a restore location (before anything
+// in it is removed or written): a second restore into it is refused.
+func lockDir(l *location) error {
+	f, err := os.Open(l.dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", l.dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return failure.Wrap(failure.Precondition, fmt.Errorf("another restore is writing into %s %s", l.what(), l.dir), "wait for it to finish, or restore elsewhere")
+		}
+		return fmt.Errorf("lock %s: %w", l.dir, err)
+	}
+	l.lock = f
+	return nil
+}
+
+// cleanup removes what a failed restore wrote: the directories it created,
+// the contents of those it found.
 func cleanup(l *location, logger *slog.Logger) {
-	if l.created {
-		if err := os.RemoveAll(l.dir); err != nil {
-			logger.Warn("could not remove the partial restore", "dir", l.dir, "error", err)
+	if !l.prepared {
+		return
+	}
+	if l.createdTop != "" {
+		if err := os.RemoveAll(l.createdTop); err != nil {
+			logger.Warn("could not remove the partial restore", "dir", l.createdTop, "error", err)
 		}
 		return
 	}
@@ -322,25 +606,29 @@ func readAll(ctx context.Context, store *storage.Store, m *manifest.Backup, inde
 
 // finishDataDir writes what completes the data directory: backup_manifest
 // (so pg_verifybackup can check the restored directory), tablespace_map
-// pointing at the restored locations, recovery settings, and the
+// pointing at the restored locations, recovery settings, and the modes and
 // ownership of the restored directories.
 func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *fileIndex, opts Options) error {
-	raw := index.raw
-	moved := false
-	for _, l := range locs[1:] {
-		if l.dir != l.ts.Location {
-			moved = true
-		}
+	// initdb -g (group access) shows in the modes of the archived
+	// directories: the data directory and tablespaces get the same.
+	dirPerm := fs.FileMode(0o700)
+	if st, err := base.sink.root.Stat("global"); err == nil && st.Mode().Perm()&0o050 == 0o050 {
+		dirPerm = 0o750
 	}
-	if moved {
-		if _, err := base.sink.root.Stat("tablespace_map"); err == nil {
+	base.sink.filePerm = 0o600 | dirPerm&0o040
+	raw := index.raw
+	if len(locs) > 1 {
+		// Always rewritten from the checked locations: PostgreSQL makes
+		// the pg_tblspc links from this file when it starts.
+		if old, err := base.sink.root.ReadFile("tablespace_map"); err == nil {
 			data := tablespaceMap(locs[1:])
-			if err := writeFile(base.sink, "tablespace_map", data); err != nil {
-				return err
-			}
-			var err error
-			if raw, err = replaceManifestEntry(index, "tablespace_map", data, time.Now()); err != nil {
-				return fmt.Errorf("update backup_manifest for the moved tablespaces: %w", err)
+			if !bytes.Equal(old, data) {
+				if err := writeFile(base.sink, "tablespace_map", data); err != nil {
+					return err
+				}
+				if raw, err = replaceManifestEntry(index, "tablespace_map", data, time.Now()); err != nil {
+					return fmt.Errorf("update backup_manifest for the moved tablespaces: %w", err)
+				}
 			}
 		}
 	}
@@ -350,12 +638,13 @@ func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *
 	if err := recoverySettings(base.sink, m, opts); err != nil {
 		return err
 	}
-	if base.sink.chown {
-		for _, l := range locs {
-			if l.sink.owner != nil {
-				if err := os.Chown(l.dir, l.sink.owner[0], l.sink.owner[1]); err != nil {
-					return fmt.Errorf("chown %s: %w", l.dir, err)
-				}
+	for _, l := range locs {
+		if err := os.Chmod(l.dir, dirPerm); err != nil {
+			return fmt.Errorf("chmod %s: %w", l.dir, err)
+		}
+		if base.sink.chown && l.sink.owner != nil {
+			if err := os.Chown(l.dir, l.sink.owner[0], l.sink.owner[1]); err != nil {
+				return fmt.Errorf("chown %s: %w", l.dir, err)
 			}
 		}
 	}
@@ -380,11 +669,18 @@ func tablespaceMap(locs []*location) []byte {
 }
 
 // writeFile replaces (or creates) a small file in the data directory with
-// mode 0600 and the directory's owner.
+// the data directory's file mode (0600, 0640 with group access) and owner.
 func writeFile(s *dirSink, name string, data []byte) error {
 	_ = s.root.Remove(name)
-	if err := s.root.WriteFile(name, data, 0o600); err != nil {
+	perm := s.filePerm
+	if perm == 0 {
+		perm = 0o600
+	}
+	if err := s.root.WriteFile(name, data, perm); err != nil {
 		return s.writeError("write", name, err)
+	}
+	if err := s.root.Chmod(name, perm); err != nil {
+		return s.writeError("chmod", name, err)
 	}
 	if s.chown && s.owner != nil {
 		if err := s.root.Lchown(name, s.owner[0], s.owner[1]); err != nil {

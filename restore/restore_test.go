@@ -158,7 +158,7 @@ func TestRestoreRefusesNonEmptyTarget(t *testing.T) {
 	}
 	// --overwrite never replaces a directory with a server on it.
 	_, err = Restore(context.Background(), b.store, b.m, Options{Target: b.c.DataDir, TablespaceMap: tsMap, Overwrite: true})
-	if failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), "postmaster.pid") {
+	if failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), "running PostgreSQL server") {
 		t.Fatalf("overwrite of a running cluster: %v", err)
 	}
 	// --overwrite of an ordinary non-empty directory works; standby

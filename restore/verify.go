@@ -48,6 +48,10 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 		opts.Jobs = runtime.NumCPU()
 	}
 	rep := &Report{ID: m.ID, Bytes: m.TotalSize(), SelfContained: m.SelfContained(), NeedsWALArchive: !m.WALIncluded, Problems: []string{}}
+	// What restore would refuse about the backup itself, verify reports.
+	if err := CheckBackup(m); err != nil {
+		rep.Problems = append(rep.Problems, err.Error())
+	}
 	if m.Unrestorable() {
 		// Intact objects do not make it restorable: the WAL from its start
 		// to its stop exists nowhere we know of.
@@ -91,6 +95,9 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 		damagedObjects = true
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return rep, interrupted("verify", ctx)
+		}
 		return rep, err
 	}
 	// Missing files only mean something when every object read cleanly;

@@ -24,12 +24,18 @@ type dirSink struct {
 	// links are the only symbolic links the archive may create:
 	// pg_tblspc/<oid> -> where that tablespace is restored.
 	links map[string]string
-	// chown: running as root, keep the archive's ownership (as tar does).
+	// chown: running as root, set ownership: fixed (uid, gid) for every
+	// file, or with fixed nil the archive's (as tar does).
 	chown bool
+	fixed *[2]int
 	bufs  *sync.Pool
+	// filePerm is the mode of the files the restore writes itself.
+	filePerm fs.FileMode
+	// hold is written under a temporary name and put in place by release.
+	hold string
 
 	mu    sync.Mutex
-	owner *[2]int // owner of the first member: given to the directory itself
+	owner *[2]int // fixed, or the first member's owner: given to the directory itself
 }
 
 func newDirSink(dir string, links map[string]string, chown bool) (*dirSink, error) {
@@ -59,18 +65,34 @@ func (s *dirSink) writeError(what, name string, err error) error {
 	return fmt.Errorf("%s %s: %w", what, s.where(name), err)
 }
 
-func (s *dirSink) recordOwner(h *tar.Header) {
+// setOwner makes every file belong to uid, gid.
+func (s *dirSink) setOwner(ids *[2]int) {
+	s.fixed = ids
+	s.owner = ids
+}
+
+func (s *dirSink) recordOwner(h *tar.Header) [2]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fixed != nil {
+		return *s.fixed
+	}
 	if s.owner == nil {
 		s.owner = &[2]int{h.Uid, h.Gid}
 	}
+	return [2]int{h.Uid, h.Gid}
 }
+
+// Modes are the member's, limited to what PostgreSQL itself creates
+// (0700/0750 directories, 0600/0640 files, initdb -g giving the group
+// bits): a tampered archive cannot make anything world-writable or setuid.
+func dirMode(h *tar.Header) fs.FileMode  { return fs.FileMode(h.Mode).Perm()&0o750 | 0o700 }
+func fileMode(h *tar.Header) fs.FileMode { return fs.FileMode(h.Mode).Perm()&0o640 | 0o600 }
 
 func (s *dirSink) ownAndTime(name string, h *tar.Header, link bool) error {
 	if s.chown {
-		s.recordOwner(h)
-		if err := s.root.Lchown(name, h.Uid, h.Gid); err != nil {
+		ids := s.recordOwner(h)
+		if err := s.root.Lchown(name, ids[0], ids[1]); err != nil {
 			return s.writeError("chown", name, err)
 		}
 	}
@@ -89,15 +111,43 @@ func (s *dirSink) dir(name string, h *tar.Header) error {
 	if err := s.root.MkdirAll(name, 0o700); err != nil {
 		return s.writeError("create directory", name, err)
 	}
-	if err := s.root.Chmod(name, fs.FileMode(h.Mode).Perm()|0o700); err != nil {
+	if err := s.root.Chmod(name, dirMode(h)); err != nil {
 		return s.writeError("chmod", name, err)
 	}
 	return s.ownAndTime(name, h, false)
 }
 
+// holdSuffix marks a held file until release.
+const holdSuffix = ".pgcloudbackup-partial"
+
+// release puts the held file in place and makes the rename durable.
+func (s *dirSink) release() error {
+	if s.hold == "" {
+		return nil
+	}
+	if _, err := s.root.Lstat(s.hold + holdSuffix); errors.Is(err, fs.ErrNotExist) {
+		return nil // the archive had none (backup_manifest said so)
+	}
+	if err := s.root.Rename(s.hold+holdSuffix, s.hold); err != nil {
+		return s.writeError("rename", s.hold+holdSuffix, err)
+	}
+	d, err := s.root.Open(path.Dir(s.hold))
+	if err != nil {
+		return s.writeError("open", path.Dir(s.hold), err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return s.writeError("sync", path.Dir(s.hold), err)
+	}
+	return nil
+}
+
 func (s *dirSink) file(name string, h *tar.Header, r io.Reader) error {
 	if err := notThroughLink(s.links, name); err != nil {
 		return err
+	}
+	if name == s.hold {
+		name += holdSuffix
 	}
 	if dir := path.Dir(name); dir != "." {
 		if err := s.root.MkdirAll(dir, 0o700); err != nil {
@@ -106,9 +156,18 @@ func (s *dirSink) file(name string, h *tar.Header, r io.Reader) error {
 	}
 	// O_EXCL: a member that appears twice, or lands on something that
 	// exists, is an error rather than a silent overwrite.
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(h.Mode).Perm()|0o600)
+	mode := fileMode(h)
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return s.writeError("create", name, err)
+	}
+	if mode&0o040 != 0 {
+		// The umask may have taken the group bits of a group-access
+		// cluster away.
+		if err := f.Chmod(mode); err != nil {
+			f.Close()
+			return s.writeError("chmod", name, err)
+		}
 	}
 	bp := s.bufs.Get().(*[]byte)
 	// Hide *os.File's ReadFrom: it would allocate its own buffer per file.

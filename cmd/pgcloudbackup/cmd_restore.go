@@ -22,6 +22,7 @@ type restoreFlags struct {
 	recovery       bool
 	standby        bool
 	restoreCommand string
+	owner          string
 	progress       bool
 	pitr           pitrFlags
 }
@@ -42,8 +43,15 @@ pg_verifybackup can check it. The target (and each tablespace location) must
 be absent or empty; archive entries that would leave them are refused. On
 failure nothing of the partial restore is left behind.
 
-Run it as the OS user that will run the server (as root, files keep the
-backup's ownership, as tar does).`,
+Every check comes before the first change. A restore never touches anything
+of a running PostgreSQL server (data directory, tablespaces, WAL directory),
+wherever it sits. --overwrite empties only the directories you named: the
+target and the locations given with --tablespace-map; an original tablespace
+location from the backup must be absent or empty.
+
+Run it as the OS user that will run the server, or as root: files then
+belong to --owner USER, or by default to the owner of the target's parent
+directory (the backup's numeric owners when that is root).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRestore(cmd.Context(), g, f, args[0])
@@ -53,10 +61,11 @@ backup's ownership, as tar does).`,
 	fl.StringVarP(&f.target, "target", "D", "", "data directory to create (absent or empty)")
 	fl.StringArrayVarP(&f.tablespaceMap, "tablespace-map", "T", nil, "move a tablespace: OID=DIR (repeatable)")
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "objects downloaded and extracted at once")
-	fl.BoolVar(&f.overwrite, "overwrite", false, "empty a non-empty target first (never one with a running server)")
+	fl.BoolVar(&f.overwrite, "overwrite", false, "empty the target and --tablespace-map directories first (never an original tablespace location, never a running server's files)")
 	fl.BoolVar(&f.recovery, "recovery", false, "write recovery.signal (recover from the archive, then promote)")
 	fl.BoolVar(&f.standby, "standby", false, "write standby.signal (start as a standby)")
-	fl.StringVar(&f.restoreCommand, "restore-command", "", "restore_command to write to postgresql.auto.conf")
+	fl.StringVar(&f.restoreCommand, "restore-command", "", "restore_command to write to postgresql.auto.conf (needs --recovery or --standby)")
+	fl.StringVar(&f.owner, "owner", "", "as root: USER[:GROUP] to own the restored files (default: the owner of the target's parent directory)")
 	fl.BoolVarP(&f.progress, "progress", "P", false, "show progress")
 	addPITRFlags(cmd, &f.pitr)
 	return cmd
@@ -82,8 +91,18 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if f.target == "" {
 		return usageError("restore needs --target DIR")
 	}
-	if f.recovery && f.standby {
-		return usageError("--recovery and --standby exclude each other")
+	opts := restore.Options{
+		Target:         f.target,
+		Jobs:           f.jobs,
+		Overwrite:      f.overwrite,
+		Recovery:       f.recovery,
+		Standby:        f.standby,
+		RestoreCommand: f.restoreCommand,
+		Owner:          f.owner,
+		Logger:         g.logger,
+	}
+	if err := restore.CheckOptions(opts); err != nil {
+		return err
 	}
 	if err := checkJobs(f.jobs); err != nil {
 		return err
@@ -97,6 +116,9 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	store, e, err := findRestoreBackup(ctx, g, ref, f.pitr.target, f.recovery || f.standby)
 	if err != nil {
+		if ctx.Err() != nil {
+			return interruptedError("restore", ctx)
+		}
 		return err
 	}
 	defer store.Close()
@@ -105,17 +127,9 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	stop := startProgress(g, counter, f.progress)
 	began := time.Now()
 	g.logger.Info("restore starting", "id", m.ID, "target", f.target)
-	res, err := restore.Restore(ctx, store, m, restore.Options{
-		Target:         f.target,
-		TablespaceMap:  tsMap,
-		Jobs:           f.jobs,
-		Overwrite:      f.overwrite,
-		Recovery:       f.recovery,
-		Standby:        f.standby,
-		RestoreCommand: f.restoreCommand,
-		Progress:       counter,
-		Logger:         g.logger,
-	})
+	opts.TablespaceMap = tsMap
+	opts.Progress = counter
+	res, err := restore.Restore(ctx, store, m, opts)
 	stop()
 	if err == nil {
 		err = finishPITR(f, m.ID, res.Target)

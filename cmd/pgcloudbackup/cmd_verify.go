@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/restore"
 )
@@ -43,6 +45,9 @@ can be restored by nothing: verify fails it.`,
 func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, showProgress bool) error {
 	store, e, err := findBackup(ctx, g, ref)
 	if err != nil {
+		if ctx.Err() != nil {
+			return interruptedError("verify", ctx)
+		}
 		return err
 	}
 	defer store.Close()
@@ -51,6 +56,9 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 	began := time.Now()
 	rep, err := restore.Verify(ctx, store, e.Manifest, restore.VerifyOptions{Jobs: jobs, Progress: counter, Logger: g.logger})
 	stop()
+	if err != nil && ctx.Err() != nil {
+		return interruptedError("verify", ctx)
+	}
 	if rep != nil {
 		for _, p := range rep.Problems {
 			g.logger.Error("verification problem", "backup", rep.ID, "problem", p)
@@ -75,4 +83,14 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 		}
 	}
 	return err
+}
+
+// interruptedError is what a command stopped by SIGINT/SIGTERM reports
+// (exit 130), rather than "context canceled".
+func interruptedError(op string, ctx context.Context) error {
+	msg := op + " interrupted"
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		msg += " (" + c.Error() + ")"
+	}
+	return failure.Wrap(failure.Interrupted, errors.New(msg), "")
 }
