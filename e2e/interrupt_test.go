@@ -30,7 +30,9 @@ func TestInterruptedRestoreAndVerify(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
-	held := func(call *s3Call) bool { return strings.HasPrefix(call.Op, "GET ") && strings.HasSuffix(call.Op, ".tar.zst") }
+	held := func(call *s3Call) bool {
+		return strings.HasPrefix(call.Op, "GET ") && strings.HasSuffix(call.Op, ".tar.zst")
+	}
 	p.setFault(func(call *s3Call) action {
 		if held(call) {
 			return action{hold: release}
