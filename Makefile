@@ -22,7 +22,9 @@ demo: build
 # MinIO, fake-gcs-server, Azurite), then vets and runs every test.
 # Every package runs under the race detector, e2e included (its test code:
 # fault proxy, output readers); the binary e2e runs is built without it, so
-# the slow end-to-end cases cost little more. RACE= turns it off.
+# the slow end-to-end cases cost little more. Measured on 2 shared cores,
+# packages one at a time: e2e 5.5 min, storage 1 min, restore 1 min, engine
+# 1 min, the rest 1.5 min: well inside CI's 30. RACE= turns it off.
 RACE ?= -race
 test: deps vet
 	$(GO) test $(RACE) -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -86,6 +86,16 @@ func TestBackupExtractByHand(t *testing.T) {
 		t.Fatalf("checksum failures: ours %v (total %d), server's %v (total %d)", got, m.ChecksumFailuresTotal, want, wantTotal)
 	}
 
+	// --no-verify-checksums: the same corrupted cluster backs up with
+	// exit 0, no checksum warning, and a manifest saying nothing was
+	// verified (not "no failures").
+	nv := cli(t, c.Env(), "backup", "--bucket", "file://"+pgtest.TempDir(t, "bucket-"), "--fast", "--no-verify-checksums", "--json")
+	if nv.code != 0 || strings.Contains(nv.stderr, "page checksum verification failed") {
+		t.Errorf("backup --no-verify-checksums of a corrupted cluster: %s", nv)
+	} else if m2 := parseManifest(t, nv); m2.ChecksumsVerified || m2.ChecksumFailuresTotal != 0 || len(m2.ChecksumFailures) != 0 {
+		t.Errorf("--no-verify-checksums manifest: verified %v, failures %d %v", m2.ChecksumsVerified, m2.ChecksumFailuresTotal, m2.ChecksumFailures)
+	}
+
 	// The bucket holds exactly the objects the manifest names, with their
 	// SHA-256, plus the two manifests.
 	dir := filepath.Join(bucketDir, "backups", m.ID)

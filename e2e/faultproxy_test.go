@@ -42,11 +42,12 @@ type s3Call struct {
 type fault func(c *s3Call) action
 
 // action: pass the request on (zero value), answer with an S3 error, or
-// drop the connection.
+// drop the connection; hold delays any of these.
 type action struct {
 	status int
 	code   string
 	drop   bool
+	hold   <-chan struct{} // if set: wait until it is closed (or the client gives up), then act
 }
 
 func startFaultProxy(t *testing.T, m *testsvc.MinIO, f fault) *faultProxy {
@@ -73,6 +74,13 @@ func startFaultProxy(t *testing.T, m *testsvc.MinIO, f fault) *faultProxy {
 		// Under the lock: Calls copies the records while requests run.
 		c.Injected = act.drop || act.status != 0
 		p.mu.Unlock()
+		if act.hold != nil {
+			select {
+			case <-act.hold:
+			case <-r.Context().Done():
+				return // the client gave up waiting
+			}
+		}
 		switch {
 		case act.drop:
 			dropConnection(t, w, r)
@@ -183,7 +191,8 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	// 1xx (100 Continue for a PUT with Expect) is not the answer.
+	if w.status == 0 && code >= 200 {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)

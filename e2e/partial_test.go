@@ -108,3 +108,48 @@ func TestFailureAfterCommits(t *testing.T) {
 	assertNoPendingUploads(t, m, faultBucket, dir+"base.00001.tar.zst", keys)
 	assertNoBackupSessions(t, c)
 }
+
+// TestFailureAtManifest fails the very last write of a backup, manifest.json,
+// after every archive object (the tablespace's included) and backup_manifest
+// were committed: the backup exits 1 and removes them all.
+func TestFailureAtManifest(t *testing.T) {
+	c := pgtest.New(t, pgtest.Options{})
+	sample := c.LoadSample(pgtest.SampleOptions{})
+	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
+	m.CreateBucket(t, faultBucket)
+	p := startFaultProxy(t, m, func(call *s3Call) action {
+		if strings.HasSuffix(call.Key, "/manifest.json") &&
+			(call.Op == "PutObject" || call.Op == "CreateMultipartUpload" || call.Op == "UploadPart") {
+			return action{status: http.StatusInternalServerError, code: "InternalError"}
+		}
+		return action{}
+	})
+	r := cli(t, append(c.Env(), m.Env()...), "backup", "--bucket", p.BucketURL(m, faultBucket, strings.TrimSuffix(faultPrefix, "/")), "--fast")
+	assertOneLineError(t, r, 1, "manifest.json")
+	t.Logf("%s", errorLineOf(r))
+	id := backupIDFrom(t, r.stderr)
+	dir := faultPrefix + "backups/" + id + "/"
+
+	calls := p.Calls()
+	first := slices.IndexFunc(calls, func(c s3Call) bool { return c.Injected })
+	if first < 0 {
+		t.Fatalf("the fault never struck\n%s", r)
+	}
+	committed := map[string]bool{}
+	for _, call := range calls[:first] {
+		if (call.Op == "CompleteMultipartUpload" || call.Op == "PutObject") && call.Status == http.StatusOK {
+			committed[strings.TrimPrefix(call.Key, dir)] = true
+		}
+	}
+	for _, k := range []string{"base.00001.tar.zst", sample.TablespaceOID + ".00001.tar.zst", "backup_manifest"} {
+		if !committed[k] {
+			t.Errorf("%s was not committed before manifest.json failed (committed: %v)", k, committed)
+		}
+	}
+	if left := listKeys(t, m, faultBucket, ""); len(left) != 0 {
+		t.Errorf("objects left after a failed backup: %v", left)
+	}
+	keys := append(backupKeys(faultPrefix, id, []string{"base", sample.TablespaceOID}, 5), p.Keys()...)
+	assertNoPendingUploads(t, m, faultBucket, dir+"manifest.json", keys)
+	assertNoBackupSessions(t, c)
+}

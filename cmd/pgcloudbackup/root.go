@@ -66,6 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil && ctx.Err() != nil && failure.KindOf(err) == failure.Failed {
 		err = failure.Wrap(failure.Interrupted, err, "")
 	}
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) && !errors.Is(err, errInterrupted) {
+		// "context canceled" (restore, verify) tells the user nothing:
+		// the signal stopped the command.
+		err = errInterrupted
+	}
 	code := exitCodeFor(err)
 	var cf *checksumFailuresError
 	if errors.As(err, &cf) {
