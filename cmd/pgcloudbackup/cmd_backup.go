@@ -114,7 +114,7 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		Codec:             c,
 		Progress:          progress,
 		Logger:            g.logger,
-		ToolVersion:       version,
+		ToolVersion:       toolVersion(),
 		UploadContext:     g.hardStop,
 	})
 	stopProgress()
