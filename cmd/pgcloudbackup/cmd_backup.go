@@ -29,6 +29,7 @@ type backupFlags struct {
 	jobs              int
 	partSize          string
 	uploadConcurrency int
+	metricsFile       string
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -44,8 +45,13 @@ Run it on the database host, as the OS user that owns the cluster. Connection
 settings come from the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD,
 PGSSLMODE, ~/.pgpass) and/or --dsn.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBackup(cmd.Context(), g, f)
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			m, err := startMetrics(g, f.metricsFile, "backup")
+			if err != nil {
+				return err
+			}
+			defer func() { m.backupFailed(); m.finish(err) }()
+			return runBackup(cmd.Context(), g, f, m)
 		},
 	}
 	fl := cmd.Flags()
@@ -61,10 +67,11 @@ PGSSLMODE, ~/.pgpass) and/or --dsn.`,
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "archive parts written concurrently")
 	fl.StringVar(&f.partSize, "part-size", "", "multipart upload part size, e.g. 16MiB (default: from the archive size)")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight per archive part object")
+	fl.StringVar(&f.metricsFile, "metrics-file", "", "write Prometheus textfile metrics to this file (atomically)")
 	return cmd
 }
 
-func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
+func runBackup(ctx context.Context, g *globalOptions, f *backupFlags, metrics *runMetrics) error {
 	c, err := codec.Lookup(f.compression)
 	if err != nil {
 		return err
@@ -122,6 +129,7 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		return err
 	}
 	elapsed := time.Since(began)
+	metrics.backupDone(m, elapsed)
 	g.logger.Info("backup complete", "id", m.ID, "elapsed", humanDuration(elapsed),
 		"size", m.TotalSize(), "stored", m.StoredSize(), "checksum_failures", m.ChecksumFailuresTotal)
 	if g.json {

@@ -159,6 +159,7 @@ found, 130 interrupted.`,
 	root.AddCommand(newListCommand(g))
 	root.AddCommand(newShowCommand(g))
 	root.AddCommand(newDeleteCommand(g))
+	root.AddCommand(newCheckCommand(g))
 	return root
 }
 
