@@ -23,6 +23,7 @@ type restoreFlags struct {
 	standby        bool
 	restoreCommand string
 	progress       bool
+	conf           restore.ConfOptions
 }
 
 func newRestoreCommand(g *globalOptions) *cobra.Command {
@@ -57,6 +58,10 @@ backup's ownership, as tar does).`,
 	fl.BoolVar(&f.standby, "standby", false, "write standby.signal (start as a standby)")
 	fl.StringVar(&f.restoreCommand, "restore-command", "", "restore_command to write to postgresql.auto.conf")
 	fl.BoolVarP(&f.progress, "progress", "P", false, "show progress")
+	fl.IntVar(&f.conf.Port, "port", 0, "port for the restored server (written to postgresql.auto.conf)")
+	fl.StringVar(&f.conf.SocketDir, "socket-dir", "", "unix_socket_directories for the restored server (postgresql.auto.conf)")
+	fl.BoolVar(&f.conf.NoArchive, "no-archive", false, "archive_mode = off in the restored server (never archive into the original's archive)")
+	fl.StringVar(&f.conf.PrimaryConnInfo, "primary-conninfo", "", "with --standby: primary_conninfo to stream from (keep passwords in the standby's .pgpass)")
 	return cmd
 }
 
@@ -90,6 +95,11 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if err != nil {
 		return err
 	}
+	// Checked before anything is restored: a bad value changes nothing.
+	confSettings, err := f.conf.Settings(f.standby)
+	if err != nil {
+		return err
+	}
 	store, e, err := findBackup(ctx, g, ref)
 	if err != nil {
 		return err
@@ -114,6 +124,9 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	stop()
 	if err != nil {
 		return err
+	}
+	if err := restore.AppendAutoConf(res.Target, "added by pgcloudbackup restore of backup "+m.ID, confSettings); err != nil {
+		return fmt.Errorf("backup %s restored into %s, but its settings were not written (add them to postgresql.auto.conf by hand): %w", m.ID, res.Target, err)
 	}
 	elapsed := time.Since(began)
 	g.logger.Info("restore complete", "id", m.ID, "target", res.Target, "elapsed", humanDuration(elapsed))
