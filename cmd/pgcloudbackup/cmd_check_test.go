@@ -124,11 +124,21 @@ func TestCheckAgainstServer(t *testing.T) {
 		t.Fatalf("probe objects left behind: %v", ents)
 	}
 
-	// A backup without WAL, with metrics.
+	// A backup without WAL, with metrics, by a binary stamped with a
+	// version (as the Makefile and goreleaser do): the manifest records it.
+	oldVersion := version
+	version = "v0.0.0-stamped"
 	backupProm := filepath.Join(metricsDir, "backup.prom")
 	r := b.cli("backup", "--dsn", dsn, "--pgdata", c.DataDir, "--fast", "--metrics-file", backupProm, "-q")
+	version = oldVersion
 	if r.code != 0 {
 		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+	}
+	if ids := b.ids(); len(ids) != 1 {
+		t.Fatalf("backups %v", ids)
+	} else if mj, err := os.ReadFile(filepath.Join(b.dir, "backups", ids[0], "manifest.json")); err != nil ||
+		!strings.Contains(string(mj), `"tool_version": "v0.0.0-stamped"`) && !strings.Contains(string(mj), `"tool_version":"v0.0.0-stamped"`) {
+		t.Errorf("manifest.json does not record the stamped version: %v\n%.400s", err, mj)
 	}
 	if v := mustGauge(t, backupProm, "pgcloudbackup_backup_read_bytes", nil); v < 1<<20 {
 		t.Errorf("read_bytes = %v, want the cluster's size", v)
