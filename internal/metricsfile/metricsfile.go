@@ -65,7 +65,14 @@ func CheckPath(path string) error {
 	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("metrics file %s exists and is not a regular file", path)
 	}
-	return nil
+	// The file is written at the end, through a temporary file beside it:
+	// find out now whether that will be allowed.
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".probe-*")
+	if err != nil {
+		return fmt.Errorf("metrics file directory is not writable: %w", err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // Name is the full metric name of name in this set's subsystem.
