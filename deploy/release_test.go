@@ -16,7 +16,7 @@ func TestReleaseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"-s -w -X main.version={{ .Version }}", "CGO_ENABLED=0", "-trimpath", "src: deploy/**/*", "main: ./cmd/pgcloudbackup"} {
+	for _, want := range []string{"-s -w -X main.version=v{{ .Version }}", "CGO_ENABLED=0", "-trimpath", "deploy/systemd/*", "main: ./cmd/pgcloudbackup"} {
 		if !strings.Contains(string(cfg), want) {
 			t.Errorf(".goreleaser.yaml lacks %q", want)
 		}
