@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -314,5 +315,43 @@ func TestDeleteMetrics(t *testing.T) {
 	}
 	if v := mustGauge(t, prom, "pgcloudbackup_delete_last_success_timestamp_seconds", nil); v != last {
 		t.Errorf("last success time %v, want %v carried forward", v, last)
+	}
+}
+
+// A failed backup keeps what the file said about the last good one and
+// records the failure with its exit code.
+func TestBackupMetricsOnFailure(t *testing.T) {
+	b := newTestBucket(t)
+	prom := filepath.Join(t.TempDir(), "backup.prom")
+	prev := fmt.Sprintf(`# TYPE pgcloudbackup_backup_last_success_timestamp_seconds gauge
+pgcloudbackup_backup_last_success_timestamp_seconds{bucket=%q} 1.7e+09
+# TYPE pgcloudbackup_backup_read_bytes gauge
+pgcloudbackup_backup_read_bytes{bucket=%q} 4242
+# TYPE pgcloudbackup_backup_runs_total counter
+pgcloudbackup_backup_runs_total{bucket=%q,result="success"} 5
+`, b.url, b.url, b.url)
+	if err := os.WriteFile(prom, []byte(prev), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := pgtest.FreePort(t) // nothing listens there
+	r := b.cli("backup", "--dsn", fmt.Sprintf("host=127.0.0.1 port=%d user=postgres sslmode=disable", port), "--metrics-file", prom)
+	if r.code != exitPrecondition {
+		t.Fatalf("backup against no server: exit %d\n%s", r.code, r.stderr)
+	}
+	for name, want := range map[string]float64{
+		"pgcloudbackup_backup_last_success_timestamp_seconds": 1.7e9,
+		"pgcloudbackup_backup_read_bytes":                     4242,
+		"pgcloudbackup_backup_last_run_success":               0,
+		"pgcloudbackup_backup_last_run_exit_code":             3,
+	} {
+		if v := mustGauge(t, prom, name, nil); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	if v := mustGauge(t, prom, "pgcloudbackup_backup_runs_total", map[string]string{"result": "success"}); v != 5 {
+		t.Errorf("success runs %v, want 5 (carried)", v)
+	}
+	if v := mustGauge(t, prom, "pgcloudbackup_backup_runs_total", map[string]string{"result": "failure"}); v != 1 {
+		t.Errorf("failure runs %v, want 1", v)
 	}
 }
