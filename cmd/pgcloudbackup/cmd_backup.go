@@ -46,7 +46,7 @@ settings come from the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD,
 PGSSLMODE, ~/.pgpass) and/or --dsn.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			m, err := startMetrics(g, f.metricsFile, "backup")
+			m, err := startMetrics(cmd.Context(), g, f.metricsFile, "backup")
 			if err != nil {
 				return err
 			}

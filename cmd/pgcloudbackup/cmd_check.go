@@ -77,7 +77,7 @@ Exit 0 when no check failed, 3 otherwise. --json prints
 {"status": "ok"|"failed", "checks": [{"check", "status", "detail", "hint"}]}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			m, err := startMetrics(g, f.metricsFile, "check")
+			m, err := startMetrics(cmd.Context(), g, f.metricsFile, "check")
 			if err != nil {
 				return err
 			}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -353,5 +356,25 @@ pgcloudbackup_backup_runs_total{bucket=%q,result="success"} 5
 	}
 	if v := mustGauge(t, prom, "pgcloudbackup_backup_runs_total", map[string]string{"result": "failure"}); v != 1 {
 		t.Errorf("failure runs %v, want 1", v)
+	}
+}
+
+// A run stopped by a signal is recorded with exit code 130, as the
+// command exits.
+func TestMetricsInterruptedExitCode(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g := &globalOptions{bucket: "mem://", stderr: io.Discard, logFormat: "text"}
+	if err := g.setup(); err != nil {
+		t.Fatal(err)
+	}
+	prom := filepath.Join(t.TempDir(), "m.prom")
+	m, err := startMetrics(ctx, g, prom, "backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.finish(errors.New("upload aborted"))
+	if v := mustGauge(t, prom, "pgcloudbackup_backup_last_run_exit_code", nil); v != exitInterrupted {
+		t.Fatalf("exit code gauge %v, want %d", v, exitInterrupted)
 	}
 }

@@ -52,7 +52,7 @@ the order of deletion (oldest first), kept newest first. Each backup has
 ` + backupJSONFields,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
-			m, err := startMetrics(g, f.metrics, "delete")
+			m, err := startMetrics(cmd.Context(), g, f.metrics, "delete")
 			if err != nil {
 				return err
 			}

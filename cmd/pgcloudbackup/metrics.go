@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/metricsfile"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -17,6 +19,7 @@ import (
 // (pgcloudbackup_<command>_...), so the files of backup, delete and check can
 // sit side by side in node_exporter's textfile directory.
 type runMetrics struct {
+	ctx   context.Context // the command's: cancelled by SIGINT/SIGTERM
 	g     *globalOptions
 	set   *metricsfile.Set
 	began time.Time
@@ -27,7 +30,7 @@ type runMetrics struct {
 }
 
 // startMetrics returns nil when path is "" (no --metrics-file).
-func startMetrics(g *globalOptions, path, command string) (*runMetrics, error) {
+func startMetrics(ctx context.Context, g *globalOptions, path, command string) (*runMetrics, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -39,7 +42,7 @@ func startMetrics(g *globalOptions, path, command string) (*runMetrics, error) {
 		// Only the carried-forward values are lost; say so and go on.
 		g.logger.Warn("previous metrics file is unreadable; last success time and counters start afresh", "error", err)
 	}
-	return &runMetrics{g: g, set: set, began: time.Now()}, nil
+	return &runMetrics{ctx: ctx, g: g, set: set, began: time.Now()}, nil
 }
 
 // gauge records a command-specific gauge (no-op without --metrics-file).
@@ -66,6 +69,10 @@ func (m *runMetrics) finish(runErr error) {
 		return
 	}
 	now := time.Now()
+	if runErr != nil && m.ctx.Err() != nil && failure.KindOf(runErr) == failure.Failed {
+		// As run() reports it: stopped by a signal.
+		runErr = failure.Wrap(failure.Interrupted, runErr, "")
+	}
 	code := exitCodeFor(runErr)
 	var cf *checksumFailuresError
 	if errors.As(runErr, &cf) {
