@@ -7,7 +7,7 @@ BIN := bin/pgcloudbackup
 # Tests need a few minutes on 2 cores; the deadline is a guard, not a target.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-unit deps vet fmt bench clean
+.PHONY: all build demo test test-unit deps vet fmt bench clean release-check release-snapshot
 
 all: build
 
@@ -46,6 +46,15 @@ fmt:
 # Throughput and peak memory against pg_basebackup on the same data.
 bench: build deps
 	scripts/bench.sh
+
+# Release archives (.goreleaser.yaml) with the pinned goreleaser: check the
+# config, then build every archive into dist/ without publishing anything.
+release-check:
+	scripts/install-release-tools.sh
+	$${PGCLOUDBACKUP_TOOLS:-.tools}/bin/goreleaser check
+
+release-snapshot: release-check
+	$${PGCLOUDBACKUP_TOOLS:-.tools}/bin/goreleaser release --snapshot --clean --skip=publish
 
 clean:
 	rm -rf bin dist demo

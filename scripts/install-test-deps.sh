@@ -16,6 +16,8 @@ have_pg || missing+=("postgresql-${PG_MAJOR}" "postgresql-contrib-${PG_MAJOR}")
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v lz4 >/dev/null 2>&1 || missing+=(lz4)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# deploy/ checks the example units with systemd-analyze verify.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if ((${#missing[@]})); then
 	echo "install-test-deps: installing ${missing[*]}"

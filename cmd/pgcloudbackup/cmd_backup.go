@@ -31,6 +31,7 @@ type backupFlags struct {
 	partSize          string
 	uploadConcurrency int
 	maxPartsPerObject int // hidden, for tests: forces archives to roll over into next objects
+	metricsFile       string
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
@@ -54,8 +55,13 @@ warning): such a backup restores only from a WAL archive. Including the WAL
 reserves it with a temporary replication slot: the role needs the
 REPLICATION attribute and a free slot (max_replication_slots).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBackup(cmd.Context(), g, f)
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			m, err := startMetrics(cmd.Context(), g, f.metricsFile, "backup")
+			if err != nil {
+				return err
+			}
+			defer func() { m.backupFailed(); m.finish(err) }()
+			return runBackup(cmd.Context(), g, f, m)
 		},
 	}
 	fl := cmd.Flags()
@@ -75,10 +81,11 @@ REPLICATION attribute and a free slot (max_replication_slots).`,
 	// Tests make small archives roll over into several objects with it.
 	fl.IntVar(&f.maxPartsPerObject, "max-parts-per-object", 0, "multipart parts one object may have (default: the backend's limit)")
 	_ = fl.MarkHidden("max-parts-per-object")
+	fl.StringVar(&f.metricsFile, "metrics-file", "", "write Prometheus textfile metrics to this file (atomically)")
 	return cmd
 }
 
-func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
+func runBackup(ctx context.Context, g *globalOptions, f *backupFlags, metrics *runMetrics) error {
 	if f.wal && f.noWAL {
 		return usageError("--wal and --no-wal contradict each other: give one")
 	}
@@ -141,7 +148,7 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		Codec:             c,
 		Progress:          progress,
 		Logger:            g.logger,
-		ToolVersion:       version,
+		ToolVersion:       toolVersion(),
 		UploadContext:     g.hardStop,
 	})
 	stopProgress()
@@ -149,6 +156,7 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 		return err
 	}
 	elapsed := time.Since(began)
+	metrics.backupDone(m, elapsed)
 	g.logger.Info("backup complete", "id", m.ID, "elapsed", humanDuration(elapsed),
 		"size", m.TotalSize(), "stored", m.StoredSize(), "checksum_failures", m.ChecksumFailuresTotal, "new_pages_with_data", m.NewPagesWithDataTotal)
 	if g.json {

@@ -17,6 +17,7 @@ type deleteFlags struct {
 	grace     string
 	dryRun    bool
 	force     bool
+	metrics   string
 }
 
 func newDeleteCommand(g *globalOptions) *cobra.Command {
@@ -62,8 +63,13 @@ the order of deletion (oldest first), kept newest first. Each backup has
 --json':
 ` + backupJSONFields,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDelete(cmd, g, f, args)
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			m, err := startMetrics(cmd.Context(), g, f.metrics, "delete")
+			if err != nil {
+				return err
+			}
+			defer func() { m.finish(err) }()
+			return runDelete(cmd, g, f, args, m)
 		},
 	}
 	fl := cmd.Flags()
@@ -71,6 +77,7 @@ the order of deletion (oldest first), kept newest first. Each backup has
 	fl.StringVar(&f.olderThan, "older-than", "", "delete complete backups older than DURATION (e.g. 7d, 36h, 2w)")
 	fl.StringVar(&f.grace, "grace", "24h", "leave incomplete backups alone until their newest object is this old")
 	fl.BoolVarP(&f.dryRun, "dry-run", "n", false, "print what would be deleted, delete nothing")
+	fl.StringVar(&f.metrics, "metrics-file", "", "write Prometheus textfile metrics to this file (atomically)")
 	fl.BoolVar(&f.force, "force", false, "allow deleting the newest complete backup, --retain 0, and running backups by ID")
 	return cmd
 }
@@ -121,7 +128,7 @@ type decisionJSON struct {
 	Reason string `json:"reason"`
 }
 
-func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []string) error {
+func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []string, metrics *runMetrics) error {
 	ctx := cmd.Context()
 	p, err := f.policy(cmd, len(args) == 1, time.Now())
 	if err != nil {
@@ -187,6 +194,7 @@ func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []stri
 		}
 	}
 	printWALPrune(g, verb, report.WAL)
+	metrics.deleteDone(cat, report.Deleted, freed, f.dryRun)
 	if g.json {
 		writeJSON(g.stdout, report)
 		return nil

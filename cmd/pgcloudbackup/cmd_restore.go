@@ -25,6 +25,7 @@ type restoreFlags struct {
 	owner          string
 	progress       bool
 	pitr           pitrFlags
+	conf           restore.ConfOptions
 }
 
 func newRestoreCommand(g *globalOptions) *cobra.Command {
@@ -68,6 +69,9 @@ directory (the backup's numeric owners when that is root).`,
 	fl.StringVar(&f.owner, "owner", "", "as root: USER[:GROUP] to own the restored files (default: the owner of the target's parent directory)")
 	fl.BoolVarP(&f.progress, "progress", "P", false, "show progress")
 	addPITRFlags(cmd, &f.pitr)
+	fl.IntVar(&f.conf.Port, "port", 0, "port for the restored server (written to postgresql.auto.conf)")
+	fl.StringVar(&f.conf.SocketDir, "socket-dir", "", "unix_socket_directories for the restored server (postgresql.auto.conf)")
+	fl.StringVar(&f.conf.PrimaryConnInfo, "primary-conninfo", "", "with --standby: primary_conninfo to stream from (keep passwords in the standby's .pgpass)")
 	return cmd
 }
 
@@ -111,6 +115,11 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if err != nil {
 		return err
 	}
+	// Checked before anything is restored: a bad value changes nothing.
+	confSettings, err := f.conf.Settings(f.standby)
+	if err != nil {
+		return err
+	}
 	if err := preparePITR(g, f); err != nil {
 		return err
 	}
@@ -136,6 +145,9 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	if err != nil {
 		return err
+	}
+	if err := restore.AppendAutoConf(res.Target, "added by pgcloudbackup restore of backup "+m.ID, confSettings); err != nil {
+		return fmt.Errorf("backup %s restored into %s, but its settings were not written (add them to postgresql.auto.conf by hand): %w", m.ID, res.Target, err)
 	}
 	elapsed := time.Since(began)
 	g.logger.Info("restore complete", "id", m.ID, "target", res.Target, "elapsed", humanDuration(elapsed))

@@ -158,7 +158,7 @@ Azure Blob, a local directory) with no local staging, and restores them.
 Exit codes: 0 success, 1 failed, 2 usage error, 3 unmet precondition (server,
 bucket, permissions, target), 4 backup complete but page checksum failures
 found, 130 interrupted.`,
-		Version:       version,
+		Version:       toolVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -181,6 +181,7 @@ found, 130 interrupted.`,
 	root.AddCommand(newDeleteCommand(g))
 	root.AddCommand(newWALPushCommand(g))
 	root.AddCommand(newWALFetchCommand(g))
+	root.AddCommand(newCheckCommand(g))
 	return root
 }
 
