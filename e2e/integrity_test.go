@@ -365,3 +365,28 @@ func TestBackupToMissingDirectory(t *testing.T) {
 		t.Errorf("the backup created %v", ents)
 	}
 }
+
+// TestEarlyFailureCleanup: a backup that fails before it uploads anything
+// (here: --pgdata names a directory that is no data directory) removes its
+// reservation without a misleading warning ("could not remove … no backup
+// X" used to be logged) and leaves no empty backup directory behind.
+func TestEarlyFailureCleanup(t *testing.T) {
+	c := pgtest.New(t, pgtest.Options{})
+	dir := pgtest.TempDir(t, "bucket-")
+	r := cli(t, c.Env(), "backup", "--bucket", "file://"+dir, "--fast", "--pgdata", t.TempDir())
+	if r.code != 3 {
+		t.Fatalf("backup with a wrong --pgdata: %s", r)
+	}
+	for _, bad := range []string{"could not remove", "no backup", "WARN"} {
+		if strings.Contains(r.stderr, bad) {
+			t.Errorf("stderr mentions %q:\n%s", bad, r.stderr)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "backups"))
+	if len(ents) != 0 {
+		t.Errorf("left in backups/: %v", ents)
+	}
+	if got := listAll(t, c.Env(), "file://"+dir); len(got) != 0 {
+		t.Errorf("list --all after an early failure: %+v", got)
+	}
+}
