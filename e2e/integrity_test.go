@@ -139,7 +139,7 @@ func TestConcurrentBackups(t *testing.T) {
 	for _, tg := range []integrityTarget{fileTarget(t), minioTarget(t, m, "conc", "shared/prefix")} {
 		t.Run(tg.name, func(t *testing.T) {
 			env := append(slices.Clone(c.Env()), tg.env...)
-			seen := map[string]bool{}
+			seen := map[string]string{} // ID: what the run that got it printed
 			suffixed := 0
 			var complete []string
 			for round := 0; round < rounds; round++ {
@@ -169,13 +169,18 @@ func TestConcurrentBackups(t *testing.T) {
 						}
 						id = out.ID
 						complete = append(complete, id)
+						// backup --json is manifest.json as stored: an
+						// empty list of failures is [], not null.
+						if !strings.Contains(r.stdout, `"checksum_failures": []`) || strings.Contains(r.stdout, "null") {
+							t.Errorf("backup --json has null lists:\n%s", r.stdout)
+						}
 					default:
 						t.Fatalf("run %d of round %d: %s", i, round, r)
 					}
-					if seen[id] {
-						t.Fatalf("ID %s given to two runs", id)
+					if seen[id] != "" {
+						t.Fatalf("ID %s given to two runs:\n--- one ---\n%s\n--- other ---\n%s", id, seen[id], r)
 					}
-					seen[id] = true
+					seen[id] = r.String()
 					if strings.Contains(id, "-") {
 						suffixed++
 					}

@@ -212,7 +212,8 @@ func (r *Reservation) Written() []string {
 
 // Discard removes what this run wrote, and only that: the objects it
 // uploaded (ManifestName first, should it exist), the multipart uploads of
-// those keys still pending, then the marker, which releases the ID. On a
+// those keys still pending, then the marker, which releases the ID (not
+// before the second the ID names is over, so that no later run reuses it). On a
 // file:// bucket the emptied directory goes too. It returns how many
 // objects it deleted, and an error naming what it could not remove.
 func (r *Reservation) Discard(ctx context.Context) (int, error) {
@@ -239,7 +240,16 @@ func (r *Reservation) Discard(ctx context.Context) (int, error) {
 	}
 	if len(errs) == 0 {
 		// Keep the marker while anything of ours may remain: it is what
-		// makes the leftovers visible and removable.
+		// makes the leftovers visible and removable. And keep it until
+		// the second of its ID is over: a run starting later in that
+		// second would otherwise take the released ID, and one ID would
+		// name two runs in logs and reports.
+		hold := time.NewTimer(time.Until(r.marker.Reserved.Truncate(time.Second).Add(time.Second)))
+		select {
+		case <-hold.C:
+		case <-ctx.Done():
+			hold.Stop()
+		}
 		if err := s.deleteKey(ctx, s.BackupKey(r.ID, MarkerName)); err != nil {
 			errs = append(errs, s.Classify(err, "delete "+MarkerName))
 		}

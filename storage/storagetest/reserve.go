@@ -108,6 +108,19 @@ func testReserveDiscard(t *testing.T, s *storage.Store) {
 	if err != nil || again.ID != mine.ID {
 		t.Errorf("Reserve after Discard = %v, %v; want %s again", again, err, mine.ID)
 	}
+	// But not within its own second: Discard holds the marker until the
+	// second is over, so a run starting right after gets another ID.
+	live, err := s.Reserve(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Discard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.Reserve(ctx, time.Now())
+	if err != nil || next.ID == live.ID {
+		t.Errorf("Reserve right after Discard = %v, %v; want another ID than %s", next, err, live.ID)
+	}
 }
 
 // testDeleteCrashed: a run that died mid-upload (here: an upload still
