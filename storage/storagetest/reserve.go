@@ -172,3 +172,42 @@ func testDeleteCrashed(t *testing.T, s *storage.Store) {
 		t.Errorf("odd keys recorded: %v", r.Written())
 	}
 }
+
+// testReserveRefresh: a running backup's marker is rewritten as time goes
+// by (so retention never takes a long-running backup for a crashed one),
+// and never again once the reservation is discarded.
+func testReserveRefresh(t *testing.T, s *storage.Store) {
+	ctx := ctxFor(t)
+	s.Refresh = 20 * time.Millisecond
+	r, err := s.Reserve(ctx, time.Date(2026, 11, 24, 18, 30, 26, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := s.BackupKey(r.ID, storage.MarkerName)
+	first, err := s.Bucket.Attributes(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, err := s.Bucket.Attributes(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.ModTime.After(first.ModTime) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("marker not refreshed in 10 s (modified %s)", a.ModTime)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := r.Discard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Discard stopped the refresh before deleting the marker: it stays gone.
+	if exists(t, s, key) {
+		t.Errorf("marker present after Discard")
+	}
+	r.Close() // idempotent
+}
