@@ -97,8 +97,8 @@ const DefaultRefresh = 10 * time.Minute
 // Reserve takes the first free ID for a backup started at now: the time,
 // then "<time>-2", "<time>-3", … (IDs sort by time, then sequence). The
 // marker is created with a conditional write (IfNotExist; on a file://
-// bucket with link(2), since fileblob's check is not atomic between
-// processes), so exactly one of several runs gets each ID. The write is
+// bucket with an exclusive create, since fileblob's check is not atomic
+// between processes), so exactly one of several runs gets each ID. The write is
 // also the permission check: a bucket we may not write fails here, as a
 // Precondition error, before anything else happens.
 //
@@ -284,8 +284,8 @@ func (r *Reservation) Written() []string {
 // Discard removes what this run wrote, and only that: the objects it
 // uploaded (ManifestName first, should it exist), the multipart uploads of
 // those keys still pending, then the marker, which releases the ID (not
-// before the second the ID names is over, so that no later run reuses it). On a
-// file:// bucket the emptied directory goes too. It returns how many
+// before the second the ID names is over, so that no later run reuses
+// it). On a file:// bucket the emptied directory goes too. It returns how many
 // objects it deleted, and an error naming what it could not remove.
 func (r *Reservation) Discard(ctx context.Context) (int, error) {
 	r.Close()
