@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // serverChecksumFailures runs pg_basebackup against the cluster and returns
@@ -110,6 +111,7 @@ func TestBackupExtractByHand(t *testing.T) {
 			}
 		}
 	}
+	wantObjects = append(wantObjects, storage.MarkerName) // the ID's reservation
 	sort.Strings(wantObjects)
 	if fmt.Sprint(stored) != fmt.Sprint(wantObjects) {
 		t.Errorf("objects in bucket %v, want %v", stored, wantObjects)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
@@ -139,7 +143,7 @@ func TestConcurrentBackups(t *testing.T) {
 	for _, tg := range []integrityTarget{fileTarget(t), minioTarget(t, m, "conc", "shared/prefix")} {
 		t.Run(tg.name, func(t *testing.T) {
 			env := append(slices.Clone(c.Env()), tg.env...)
-			seen := map[string]bool{}
+			seen := map[string]string{} // ID: what the run that got it printed
 			suffixed := 0
 			var complete []string
 			for round := 0; round < rounds; round++ {
@@ -169,13 +173,18 @@ func TestConcurrentBackups(t *testing.T) {
 						}
 						id = out.ID
 						complete = append(complete, id)
+						// backup --json is manifest.json as stored: an
+						// empty list of failures is [], not null.
+						if !strings.Contains(r.stdout, `"checksum_failures": []`) || strings.Contains(r.stdout, "null") {
+							t.Errorf("backup --json has null lists:\n%s", r.stdout)
+						}
 					default:
 						t.Fatalf("run %d of round %d: %s", i, round, r)
 					}
-					if seen[id] {
-						t.Fatalf("ID %s given to two runs", id)
+					if seen[id] != "" {
+						t.Fatalf("ID %s given to two runs:\n--- one ---\n%s\n--- other ---\n%s", id, seen[id], r)
 					}
-					seen[id] = true
+					seen[id] = r.String()
 					if strings.Contains(id, "-") {
 						suffixed++
 					}
@@ -313,10 +322,11 @@ func TestKillBackupAnyInstant(t *testing.T) {
 	}
 }
 
-// TestUnwritableBucket: a bucket the user may list but not write fails
-// with exit 3 before the server is contacted, so the server never
-// checkpoints nor enters backup mode. (The reservation of the ID is the
-// first write.)
+// TestUnwritableBucket: a bucket the user may list but not write (a
+// root-owned directory for the postgres user; a MinIO bucket with a
+// read-only policy) fails with exit 3 before the server is contacted, so
+// the server never checkpoints nor enters backup mode. (The reservation of
+// the ID is the first write.)
 func TestUnwritableBucket(t *testing.T) {
 	if !pgtest.RunningAsRoot() {
 		t.Skip("needs root to run the binary as another user")
@@ -334,6 +344,7 @@ func TestUnwritableBucket(t *testing.T) {
 	cmd.Env = append(append(cleanEnv(), c.Env()...), "HOME=/tmp")
 	r := runCmd(t, cmd)
 	assertOneLineError(t, r, 3, "denied")
+	t.Logf("file: %s", errorLineOf(r))
 	if n := connections() - before; n != 0 {
 		t.Errorf("the refused backup connected to the server %d times:\n%s", n, c.Log())
 	}
@@ -343,6 +354,29 @@ func TestUnwritableBucket(t *testing.T) {
 	if files := listFiles(t, dir); len(files) != 0 {
 		t.Errorf("files left: %v", files)
 	}
+	// The same on S3: a MinIO bucket anonymous users may list and read
+	// but not write.
+	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
+	m.CreateBucket(t, "readonly")
+	policy := `{"Version":"2012-10-17","Statement":[` +
+		`{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:ListBucket","s3:GetBucketLocation"],"Resource":["arn:aws:s3:::readonly"]},` +
+		`{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::readonly/*"]}]}`
+	if _, err := m.S3Client(t).PutBucketPolicy(context.Background(), &s3.PutBucketPolicyInput{Bucket: aws.String("readonly"), Policy: aws.String(policy)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, append(c.Env(), m.Env()...), "list", "--bucket", m.BucketURL("readonly", "p")+"&anonymous=true"); r.code != 0 {
+		t.Fatalf("list on the read-only bucket: %s", r)
+	}
+	r = cli(t, append(c.Env(), m.Env()...), "backup", "--fast", "--bucket", m.BucketURL("readonly", "p")+"&anonymous=true")
+	assertOneLineError(t, r, 3, "denied")
+	t.Logf("S3: %s", errorLineOf(r))
+	if n := connections() - before; n != 0 {
+		t.Errorf("the refused S3 backup connected to the server %d times:\n%s", n, c.Log())
+	}
+	if keys := listKeys(t, m, "readonly", ""); len(keys) != 0 {
+		t.Errorf("objects in the read-only bucket: %v", keys)
+	}
+
 	// The oracle can see a connection: the same backup as a user who may
 	// write connects (and succeeds).
 	if r := cli(t, c.Env(), "backup", "--bucket", "file://"+dir, "--fast"); r.code != 0 {
@@ -363,5 +397,30 @@ func TestBackupToMissingDirectory(t *testing.T) {
 	assertOneLineError(t, r, 3, "does not exist")
 	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
 		t.Errorf("the backup created %v", ents)
+	}
+}
+
+// TestEarlyFailureCleanup: a backup that fails before it uploads anything
+// (here: --pgdata names a directory that is no data directory) removes its
+// reservation without a misleading warning ("could not remove … no backup
+// X" used to be logged) and leaves no empty backup directory behind.
+func TestEarlyFailureCleanup(t *testing.T) {
+	c := pgtest.New(t, pgtest.Options{})
+	dir := pgtest.TempDir(t, "bucket-")
+	r := cli(t, c.Env(), "backup", "--bucket", "file://"+dir, "--fast", "--pgdata", t.TempDir())
+	if r.code != 3 {
+		t.Fatalf("backup with a wrong --pgdata: %s", r)
+	}
+	for _, bad := range []string{"could not remove", "no backup", "WARN"} {
+		if strings.Contains(r.stderr, bad) {
+			t.Errorf("stderr mentions %q:\n%s", bad, r.stderr)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "backups"))
+	if len(ents) != 0 {
+		t.Errorf("left in backups/: %v", ents)
+	}
+	if got := listAll(t, c.Env(), "file://"+dir); len(got) != 0 {
+		t.Errorf("list --all after an early failure: %+v", got)
 	}
 }

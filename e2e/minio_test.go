@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // TestMinIOOverTLS backs a sample cluster up into MinIO over HTTPS, under a
@@ -148,7 +149,7 @@ func testMinIOBackup(t *testing.T, c *pgtest.Cluster, m *testsvc.MinIO, env []st
 	if stored.ID != printed.ID || stored.Status != "complete" || !stored.WALIncluded {
 		t.Fatalf("manifest.json in the bucket: id %q status %q wal %v; printed id %q", stored.ID, stored.Status, stored.WALIncluded, printed.ID)
 	}
-	want := []string{dir + "backup_manifest", dir + "manifest.json"}
+	want := []string{dir + "backup_manifest", dir + "manifest.json", dir + storage.MarkerName}
 	objects := []storedObject{stored.BackupManifest}
 	for _, ts := range stored.Tablespaces {
 		for _, o := range ts.Objects {

@@ -273,4 +273,3 @@ func resealPGManifest(t *testing.T, orig, damaged string) string {
 	want, old := seal(damaged)
 	return strings.Replace(damaged, key+old, key+want, 1)
 }
-

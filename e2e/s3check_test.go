@@ -73,14 +73,14 @@ func download(t *testing.T, m *testsvc.MinIO, bucket, key, path string) (int64, 
 	return n, hex.EncodeToString(h.Sum(nil))
 }
 
-var backupIDRe = regexp.MustCompile(`backup=(\d{8}T\d{6}Z(?:-\d+)?)`)
+var backupIDRe = regexp.MustCompile(`(?:backup=|reserve backup ID )(\d{8}T\d{6}Z(?:-\d+)?)`)
 
 // backupIDFrom finds the backup ID in the binary's log lines.
 func backupIDFrom(t *testing.T, stderr string) string {
 	t.Helper()
 	m := backupIDRe.FindStringSubmatch(stderr)
 	if m == nil {
-		t.Fatalf("no backup=<id> in the log:\n%s", stderr)
+		t.Fatalf("no backup=<id> (or 'reserve backup ID <id>') in the log:\n%s", stderr)
 	}
 	return m[1]
 }

@@ -179,6 +179,7 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 		return nil, err
 	}
 	id := res.ID
+	defer res.Close() // stops refreshing the reservation; the marker stays
 	var run *backupRun
 	// From here on a failure removes what this backup wrote, and only
 	// that (see cleanup).

@@ -79,16 +79,26 @@ type Reservation struct {
 	store  *Store
 	marker Marker
 
-	mu      sync.Mutex
-	written []string        // keys, in the order uploads started
-	seen    map[string]bool // keys in written
+	mu       sync.Mutex
+	written  []string        // keys, in the order uploads started
+	seen     map[string]bool // keys in written
+	released bool            // Discard ran: the marker must not come back
+
+	stopRefresh context.CancelFunc
+	refreshed   chan struct{} // closed when the refresh loop has ended
 }
+
+// DefaultRefresh is how often a reservation's marker is rewritten while
+// its backup runs (Store.Refresh overrides): an incomplete backup whose
+// newest object is older than that is not running. Retention's grace
+// period must be longer.
+const DefaultRefresh = 10 * time.Minute
 
 // Reserve takes the first free ID for a backup started at now: the time,
 // then "<time>-2", "<time>-3", … (IDs sort by time, then sequence). The
 // marker is created with a conditional write (IfNotExist; on a file://
-// bucket with link(2), since fileblob's check is not atomic between
-// processes), so exactly one of several runs gets each ID. The write is
+// bucket with an exclusive create, since fileblob's check is not atomic
+// between processes), so exactly one of several runs gets each ID. The write is
 // also the permission check: a bucket we may not write fails here, as a
 // Precondition error, before anything else happens.
 //
@@ -116,6 +126,7 @@ func (s *Store) Reserve(ctx context.Context, now time.Time) (*Reservation, error
 			return nil, s.Classify(err, "reserve backup ID "+id+" in "+s.Display)
 		}
 		s.reservation.Store(r)
+		r.startRefresh(ctx)
 		return r, nil
 	}
 	return nil, failure.New(failure.Failed, "no free backup ID in %s for %s (tried %d)", s.Display, base, maxIDAttempts)
@@ -203,6 +214,66 @@ func (r *Reservation) record(ctx context.Context, key string) error {
 	return nil
 }
 
+// startRefresh rewrites the marker every Store.Refresh until Close or
+// Discard, so that a backup that runs for hours without finishing an
+// object (one huge multipart upload) still looks alive to retention.
+func (r *Reservation) startRefresh(ctx context.Context) {
+	every := r.store.Refresh
+	if every <= 0 {
+		every = DefaultRefresh
+	}
+	ctx, r.stopRefresh = context.WithCancel(context.WithoutCancel(ctx))
+	r.refreshed = make(chan struct{})
+	go func() {
+		defer close(r.refreshed)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				r.refresh(ctx)
+			}
+		}
+	}()
+}
+
+// refresh rewrites the marker unless the reservation was released.
+func (r *Reservation) refresh(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released {
+		return
+	}
+	s := r.store
+	key := s.BackupKey(r.ID, MarkerName)
+	var err error
+	if s.fileDir != "" {
+		now := time.Now()
+		err = os.Chtimes(filepath.Join(s.fileDir, filepath.FromSlash(key)), now, now)
+	} else {
+		m := r.marker
+		if s.s3 != nil {
+			m.Keys = r.written
+		}
+		data, _ := json.Marshal(m)
+		err = s.Bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/json"})
+	}
+	if err != nil && ctx.Err() == nil {
+		s.logger().WarnContext(ctx, "could not refresh the backup's reservation; a retention run with a short --grace might take it for a crashed backup", "backup", r.ID, "error", err)
+	}
+}
+
+// Close stops refreshing the marker: the backup is complete (or the
+// caller gave up on it). The marker stays.
+func (r *Reservation) Close() {
+	if r.stopRefresh != nil {
+		r.stopRefresh()
+		<-r.refreshed
+	}
+}
+
 // Written returns the keys this run started writing under its ID.
 func (r *Reservation) Written() []string {
 	r.mu.Lock()
@@ -212,10 +283,12 @@ func (r *Reservation) Written() []string {
 
 // Discard removes what this run wrote, and only that: the objects it
 // uploaded (ManifestName first, should it exist), the multipart uploads of
-// those keys still pending, then the marker, which releases the ID. On a
-// file:// bucket the emptied directory goes too. It returns how many
+// those keys still pending, then the marker, which releases the ID (not
+// before the second the ID names is over, so that no later run reuses
+// it). On a file:// bucket the emptied directory goes too. It returns how many
 // objects it deleted, and an error naming what it could not remove.
 func (r *Reservation) Discard(ctx context.Context) (int, error) {
+	r.Close()
 	s := r.store
 	keys := r.Written()
 	sort.SliceStable(keys, func(i, j int) bool {
@@ -239,7 +312,19 @@ func (r *Reservation) Discard(ctx context.Context) (int, error) {
 	}
 	if len(errs) == 0 {
 		// Keep the marker while anything of ours may remain: it is what
-		// makes the leftovers visible and removable.
+		// makes the leftovers visible and removable. And keep it until
+		// the second of its ID is over: a run starting later in that
+		// second would otherwise take the released ID, and one ID would
+		// name two runs in logs and reports.
+		hold := time.NewTimer(time.Until(r.marker.Reserved.Truncate(time.Second).Add(time.Second)))
+		select {
+		case <-hold.C:
+		case <-ctx.Done():
+			hold.Stop()
+		}
+		r.mu.Lock()
+		r.released = true
+		r.mu.Unlock()
 		if err := s.deleteKey(ctx, s.BackupKey(r.ID, MarkerName)); err != nil {
 			errs = append(errs, s.Classify(err, "delete "+MarkerName))
 		}

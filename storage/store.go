@@ -50,6 +50,9 @@ type Store struct {
 	Prefix  string // "" or ends in "/"
 	Display string // the URL, safe to print: no credentials, no secret parameter values
 	Limits  Limits
+	// Refresh is how often a running backup rewrites its reservation
+	// marker (0: DefaultRefresh).
+	Refresh time.Duration
 
 	bucket   string      // bucket, container or directory
 	endpoint string      // service URL for "cannot reach" messages ("" if none)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
@@ -42,8 +43,9 @@ older backups; delete it by ID.
 
 Given both, a backup is kept if either rule keeps it. A retention run also
 deletes incomplete backups (objects but no manifest.json) whose newest object
-is older than --grace: a backup may be running right now, so keep the grace
-longer than your longest backup. Backups whose manifest.json this version
+is older than --grace: a backup may be running right now. A running backup
+rewrites its reservation.json every 10 minutes, so any grace above that
+spares it, however long it runs. Backups whose manifest.json this version
 cannot read are never deleted by a retention run.
 
 The newest complete backup is never deleted without --force: not by
@@ -133,6 +135,10 @@ func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []stri
 	p, err := f.policy(cmd, len(args) == 1, time.Now())
 	if err != nil {
 		return err
+	}
+	if len(args) == 0 && p.Grace < storage.DefaultRefresh {
+		g.logger.Warn("--grace is shorter than the interval at which a running backup refreshes its reservation: a running backup may be deleted as a crashed one",
+			"grace", catalog.FormatDuration(p.Grace), "refresh", catalog.FormatDuration(storage.DefaultRefresh))
 	}
 	store, cat, err := openCatalog(ctx, g)
 	if err != nil {

@@ -108,6 +108,19 @@ func testReserveDiscard(t *testing.T, s *storage.Store) {
 	if err != nil || again.ID != mine.ID {
 		t.Errorf("Reserve after Discard = %v, %v; want %s again", again, err, mine.ID)
 	}
+	// But not within its own second: Discard holds the marker until the
+	// second is over, so a run starting right after gets another ID.
+	live, err := s.Reserve(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Discard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.Reserve(ctx, time.Now())
+	if err != nil || next.ID == live.ID {
+		t.Errorf("Reserve right after Discard = %v, %v; want another ID than %s", next, err, live.ID)
+	}
 }
 
 // testDeleteCrashed: a run that died mid-upload (here: an upload still
@@ -158,4 +171,43 @@ func testDeleteCrashed(t *testing.T, s *storage.Store) {
 	if strings.Contains(fmt.Sprint(r.Written()), "..") {
 		t.Errorf("odd keys recorded: %v", r.Written())
 	}
+}
+
+// testReserveRefresh: a running backup's marker is rewritten as time goes
+// by (so retention never takes a long-running backup for a crashed one),
+// and never again once the reservation is discarded.
+func testReserveRefresh(t *testing.T, s *storage.Store) {
+	ctx := ctxFor(t)
+	s.Refresh = 20 * time.Millisecond
+	r, err := s.Reserve(ctx, time.Date(2026, 11, 24, 18, 30, 26, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := s.BackupKey(r.ID, storage.MarkerName)
+	first, err := s.Bucket.Attributes(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, err := s.Bucket.Attributes(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.ModTime.After(first.ModTime) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("marker not refreshed in 10 s (modified %s)", a.ModTime)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := r.Discard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Discard stopped the refresh before deleting the marker: it stays gone.
+	if exists(t, s, key) {
+		t.Errorf("marker present after Discard")
+	}
+	r.Close() // idempotent
 }

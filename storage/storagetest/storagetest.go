@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) *storage.Store) {
 		{"ReserveConcurrent", testReserveConcurrent},
 		{"ReserveDiscard", testReserveDiscard},
 		{"DeleteCrashed", testDeleteCrashed},
+		{"ReserveRefresh", testReserveRefresh},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
