@@ -404,11 +404,10 @@ func TestRestoreHostileBucket(t *testing.T) {
 // owner of the target's parent or to --owner; --restore-command alone is a
 // usage error; an interrupted restore exits 130 and leaves nothing.
 func TestRestoreModesOwnerInterrupt(t *testing.T) {
-	c := pgtest.New(t, pgtest.Options{})
-	c.Stop()
-	// What initdb -g makes: 0750 directories, 0640 files.
-	sh(t, fmt.Sprintf(`find %s -type d -exec chmod 0750 {} + && find %s -type f -exec chmod 0640 {} +`, c.DataDir, c.DataDir))
-	c.Start()
+	c := pgtest.New(t, pgtest.Options{InitdbArgs: []string{"-g"}}) // group access: 0750 directories, 0640 files
+	if st, err := os.Stat(c.DataDir); err != nil || st.Mode().Perm() != 0o750 {
+		t.Fatalf("initdb -g made %v %v", st.Mode(), err)
+	}
 	sample := c.LoadSample(pgtest.SampleOptions{})
 	bucketDir := pgtest.TempDir(t, "bucket-")
 	env := append(append([]string{}, c.Env()...), "PGCLOUDBACKUP_BUCKET=file://"+bucketDir)

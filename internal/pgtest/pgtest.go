@@ -71,6 +71,8 @@ type Options struct {
 	NoChecksums bool
 	// Conf lines appended to postgresql.conf (key = value).
 	Conf map[string]string
+	// InitdbArgs are extra initdb arguments (e.g. -g for group access).
+	InitdbArgs []string
 }
 
 // Cluster is a running throw-away PostgreSQL server.
@@ -168,6 +170,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	if !opts.NoChecksums {
 		args = append(args, "--data-checksums")
 	}
+	args = append(args, opts.InitdbArgs...)
 	if out, err := c.serverCmd("initdb", args...).CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
