@@ -404,11 +404,10 @@ func TestRestoreHostileBucket(t *testing.T) {
 // owner of the target's parent or to --owner; --restore-command alone is a
 // usage error; an interrupted restore exits 130 and leaves nothing.
 func TestRestoreModesOwnerInterrupt(t *testing.T) {
-	c := pgtest.New(t, pgtest.Options{})
-	c.Stop()
-	// What initdb -g makes: 0750 directories, 0640 files.
-	sh(t, fmt.Sprintf(`find %s -type d -exec chmod 0750 {} + && find %s -type f -exec chmod 0640 {} +`, c.DataDir, c.DataDir))
-	c.Start()
+	c := pgtest.New(t, pgtest.Options{InitdbArgs: []string{"-g"}}) // group access: 0750 directories, 0640 files
+	if st, err := os.Stat(c.DataDir); err != nil || st.Mode().Perm() != 0o750 {
+		t.Fatalf("initdb -g made %v %v", st.Mode(), err)
+	}
 	sample := c.LoadSample(pgtest.SampleOptions{})
 	bucketDir := pgtest.TempDir(t, "bucket-")
 	env := append(append([]string{}, c.Env()...), "PGCLOUDBACKUP_BUCKET=file://"+bucketDir)
@@ -498,6 +497,7 @@ func TestRestoreModesOwnerInterrupt(t *testing.T) {
 	}
 
 	t.Run("interrupted", func(t *testing.T) { testRestoreInterrupted(t, env, bucketDir, id, sample.TablespaceOID) })
+	t.Run("killed", func(t *testing.T) { testRestoreKilled(t, env, bucketDir, id, sample.TablespaceOID, c.BinDir) })
 }
 
 // holdsOpen reports whether a process (its /proc/<pid>/fd) has path open.
@@ -529,36 +529,90 @@ func assertOwner(t *testing.T, uid string, dirs ...string) {
 	}
 }
 
-// testRestoreInterrupted replaces the base archive by a FIFO the restore
-// blocks on (after the tablespace archive is written), sends SIGINT, then
-// lets the read go on: exit 130 "interrupted", nothing left.
-func testRestoreInterrupted(t *testing.T, env []string, bucketDir, id, oid string) {
+// fifoObject replaces the first object of tablespace entry i by a FIFO
+// (its manifest.json size 0, so it is read last with --jobs 1); undo puts
+// the backup back.
+func fifoObject(t *testing.T, bucketDir, id string, i int) (string, func()) {
+	t.Helper()
 	dir := filepath.Join(bucketDir, "backups", id)
 	path := filepath.Join(dir, "manifest.json")
 	orig := mustRead(t, path)
-	defer os.WriteFile(path, orig, 0o600)
 	var m map[string]any
 	if err := json.Unmarshal(orig, &m); err != nil {
 		t.Fatal(err)
 	}
-	base := m["tablespaces"].([]any)[0].(map[string]any)["objects"].([]any)[0].(map[string]any)
-	key := base["key"].(string)
-	base["size"] = 0
+	o := m["tablespaces"].([]any)[i].(map[string]any)["objects"].([]any)[0].(map[string]any)
+	o["size"] = 0
 	data, _ := json.Marshal(m)
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	obj := filepath.Join(dir, key)
-	saved := obj + ".saved"
-	if err := os.Rename(obj, saved); err != nil {
+	obj := filepath.Join(dir, o["key"].(string))
+	if err := os.Rename(obj, obj+".saved"); err != nil {
 		t.Fatal(err)
 	}
-	defer os.Rename(saved, obj)
 	if err := syscall.Mkfifo(obj, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer os.Remove(obj)
+	return obj, func() {
+		os.Remove(obj)
+		os.Rename(obj+".saved", obj)
+		os.WriteFile(path, orig, 0o600)
+	}
+}
 
+// testRestoreKilled: kill -9 while the tablespace is still being read,
+// after the data directory (pg_control included) was written: the
+// directory does not start, and a second restore with --overwrite does.
+func testRestoreKilled(t *testing.T, env []string, bucketDir, id, oid, binDir string) {
+	obj, undo := fifoObject(t, bucketDir, id, 1)
+	w, err := os.OpenFile(obj, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	root := pgtest.TempDir(t, "killed-")
+	target, tsDir := filepath.Join(root, "data"), filepath.Join(root, "ts")
+	p := startCLI(t, env, "restore", id, "--target", target, "-T", oid+"="+tsDir, "--jobs", "1")
+	deadline := time.Now().Add(time.Minute)
+	for !holdsOpen(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid), obj) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restore did not open %s:\n%s", obj, p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.signal(t, syscall.SIGKILL)
+	p.wait(t)
+	undo()
+	if _, err := os.Stat(filepath.Join(target, "global", "pg_control.pgcloudbackup-partial")); err != nil {
+		t.Fatalf("pg_control was not restored under its temporary name: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "global", "pg_control")); !os.IsNotExist(err) {
+		t.Fatalf("pg_control in place in a killed restore: %v", err)
+	}
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, root)
+	}
+	err = pgtest.StartServer(binDir, target, pgtest.FreePort(t), root, filepath.Join(root, "server.log"))
+	if err == nil {
+		pgtest.StopServer(binDir, target, "immediate")
+		t.Fatal("PostgreSQL started on a killed restore")
+	}
+	if !strings.Contains(err.Error(), "pg_control") {
+		t.Errorf("the server refused for another reason than the missing pg_control: %v", err)
+	}
+	r := cli(t, env, "restore", id, "--target", target, "-T", oid+"="+tsDir, "--overwrite")
+	if r.code != 0 {
+		t.Fatalf("restore --overwrite after a killed restore: %s", r)
+	}
+}
+
+// testRestoreInterrupted replaces the base archive by a FIFO the restore
+// blocks on (after the tablespace archive is written), sends SIGINT, then
+// lets the read go on: exit 130 "interrupted", nothing left.
+func testRestoreInterrupted(t *testing.T, env []string, bucketDir, id, oid string) {
+	obj, undo := fifoObject(t, bucketDir, id, 0)
+	defer undo()
 	// Held open as the FIFO's writer: the restore's open succeeds and its
 	// reads block until this end closes.
 	w, err := os.OpenFile(obj, os.O_RDWR, 0)

@@ -77,8 +77,9 @@ type location struct {
 	// mapped: the user named this location (the target, or
 	// --tablespace-map), so --overwrite may empty it.
 	mapped bool
-	// nonEmpty: it holds files that --overwrite removes.
+	// nonEmpty: it holds files that --overwrite removes, reclaim bytes.
 	nonEmpty bool
+	reclaim  int64
 	// prepared: created or emptied by us, so a failure cleans it up;
 	// createdTop is the topmost directory we created ("" if none).
 	prepared   bool
@@ -389,10 +390,48 @@ func checkHost(locs []*location, overwrite bool, logger *slog.Logger) error {
 			}
 			return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s is not empty", l.what(), l.dir), hint)
 		}
-		if err := oneFilesystem(l); err != nil {
+		if l.reclaim, err = oneFilesystem(l); err != nil {
 			return err
 		}
 		l.nonEmpty = true
+	}
+	return checkSpace(locs)
+}
+
+// checkSpace refuses a restore that cannot fit: per file system, the file
+// data going there must fit in the free space plus what --overwrite
+// removes there. (A lower bound: a restore that passes may still fill the
+// disk; it then fails and removes what it wrote.)
+func checkSpace(locs []*location) error {
+	type fsNeed struct {
+		need, free int64
+		where      string
+	}
+	byDev := map[uint64]*fsNeed{}
+	for _, l := range locs {
+		anc, err := existingAncestor(l.dir)
+		if err != nil {
+			return unsafeError(l.dir, err)
+		}
+		var st unix.Stat_t
+		var sfs unix.Statfs_t
+		if unix.Stat(anc, &st) != nil || unix.Statfs(anc, &sfs) != nil {
+			continue // no figures: the write will tell
+		}
+		n := byDev[uint64(st.Dev)]
+		if n == nil {
+			n = &fsNeed{free: int64(sfs.Bavail) * int64(sfs.Bsize), where: anc}
+			byDev[uint64(st.Dev)] = n
+		}
+		n.need += l.ts.Size
+		n.free += l.reclaim
+	}
+	for _, n := range byDev {
+		if n.need > n.free {
+			return failure.Wrap(failure.Precondition,
+				fmt.Errorf("not enough space on the file system of %s: the restore needs at least %d bytes there, %d are free", n.where, n.need, n.free),
+				"free space, or restore elsewhere (--target, --tablespace-map)")
+		}
 	}
 	return nil
 }
@@ -400,26 +439,29 @@ func checkHost(locs []*location, overwrite bool, logger *slog.Logger) error {
 // oneFilesystem refuses to empty a directory that holds a mount point:
 // --overwrite removes what is in the directory, not other file systems
 // mounted below it.
-func oneFilesystem(l *location) error {
+func oneFilesystem(l *location) (reclaim int64, err error) {
 	real, err := filepath.EvalSymlinks(l.dir)
 	if err != nil {
-		return unsafeError(l.dir, err)
+		return 0, unsafeError(l.dir, err)
 	}
 	var root unix.Stat_t
 	if err := unix.Stat(real, &root); err != nil {
-		return unsafeError(l.dir, err)
+		return 0, unsafeError(l.dir, err)
 	}
 	var found string
 	err = filepath.WalkDir(real, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !e.IsDir() {
-			return nil
-		}
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
+		}
+		if !e.IsDir() {
+			if st.Nlink == 1 {
+				reclaim += st.Blocks * 512
+			}
+			return nil
 		}
 		if st.Dev != root.Dev {
 			found = p
@@ -428,13 +470,13 @@ func oneFilesystem(l *location) error {
 		return nil
 	})
 	if err != nil {
-		return unsafeError(l.dir, err)
+		return 0, unsafeError(l.dir, err)
 	}
 	if found != "" {
-		return failure.Wrap(failure.Precondition, fmt.Errorf("%s %s holds a mount point (%s): --overwrite empties only one file system", l.what(), l.dir, found),
+		return 0, failure.Wrap(failure.Precondition, fmt.Errorf("%s %s holds a mount point (%s): --overwrite empties only one file system", l.what(), l.dir, found),
 			"unmount it or empty the directory yourself")
 	}
-	return nil
+	return reclaim, nil
 }
 
 // checkObjects makes sure every archive object is there with the size

@@ -356,18 +356,33 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 	}
 }
 
-// TestRestoreDiskFull restores onto a tiny tmpfs: a clean error, nothing left.
+// TestRestoreDiskFull restores onto a small tmpfs: a restore that cannot
+// fit is refused before anything is written; one that fits by the figures
+// but fills the disk on the way fails cleanly and leaves nothing.
 func TestRestoreDiskFull(t *testing.T) {
 	b := takeBackup(t, false)
-	mnt := pgtest.TempDir(t, "tmpfs-")
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		// Not a missing server but a missing privilege (CAP_SYS_ADMIN):
-		// skip even in CI rather than fail on a locked-down runner.
-		t.Skipf("cannot mount a small tmpfs to fill (needs root with CAP_SYS_ADMIN): %v %s", err, out)
+	mount := func(opts string) string {
+		mnt := pgtest.TempDir(t, "tmpfs-")
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", mnt).CombinedOutput(); err != nil {
+			// Not a missing server but a missing privilege (CAP_SYS_ADMIN):
+			// skip even in CI rather than fail on a locked-down runner.
+			t.Skipf("cannot mount a small tmpfs to fill (needs root with CAP_SYS_ADMIN): %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+		return mnt
 	}
-	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
-	target := filepath.Join(mnt, "data")
-	_, err := Restore(context.Background(), b.store, b.m, Options{Target: target, TablespaceMap: map[uint32]string{tsOID(t, b): filepath.Join(mnt, "ts")}})
+	mnt := mount("size=4m")
+	_, err := Restore(context.Background(), b.store, b.m, Options{Target: filepath.Join(mnt, "data"), TablespaceMap: map[uint32]string{tsOID(t, b): filepath.Join(mnt, "ts")}})
+	if failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), "not enough space") {
+		t.Fatalf("restore onto a far too small disk: %v", err)
+	}
+	if ents, _ := os.ReadDir(mnt); len(ents) != 0 {
+		t.Errorf("refused restore wrote %v", ents)
+	}
+	// Room for the data, not for the number of files: the disk fills on
+	// the way.
+	mnt = mount(fmt.Sprintf("size=%dk,nr_inodes=300", 2*b.m.TotalSize()/1024))
+	_, err = Restore(context.Background(), b.store, b.m, Options{Target: filepath.Join(mnt, "data"), TablespaceMap: map[uint32]string{tsOID(t, b): filepath.Join(mnt, "ts")}})
 	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(failure.HintOf(err), "free space") {
 		t.Fatalf("restore onto a full disk: %v (hint %q)", err, failure.HintOf(err))
 	}

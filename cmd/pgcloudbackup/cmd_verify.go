@@ -23,7 +23,9 @@ func newVerifyCommand(g *globalOptions) *cobra.Command {
 		Long: `Download every object of a backup, check its size and SHA-256 against
 manifest.json, decompress it and check every file's size and CRC32C against
 backup_manifest, without writing a data directory. Every damaged or missing
-object is reported by name; the exit code is 1 when anything is wrong.
+object is reported by name, and so is everything a restore would refuse about
+the backup itself (tablespace locations, members outside their place, sizes
+that disagree with backup_manifest); the exit code is 1 when anything is wrong.
 
 It also says whether the backup restores on its own (it holds its WAL) or
 needs a WAL archive (taken with --no-wal, or while the server archived its

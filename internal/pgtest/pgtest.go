@@ -74,6 +74,8 @@ type Options struct {
 	NoChecksums bool
 	// Conf lines appended to postgresql.conf (key = value).
 	Conf map[string]string
+	// InitdbArgs are extra initdb arguments (e.g. -g for group access).
+	InitdbArgs []string
 }
 
 // Cluster is a running throw-away PostgreSQL server.
@@ -181,6 +183,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		// initdb enables data checksums by default since PostgreSQL 18.
 		args = append(args, "--no-data-checksums")
 	}
+	args = append(args, opts.InitdbArgs...)
 	if out, err := c.serverCmd("initdb", args...).CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
