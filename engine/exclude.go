@@ -2,6 +2,8 @@ package engine
 
 import (
 	"strings"
+
+	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"
 )
 
 // The exclusion rules of PostgreSQL's basebackup.c (sendDir), each with its
@@ -169,39 +171,12 @@ func allDigits(s string) bool {
 	return true
 }
 
-// forkNames are the relation forks other than main (forkname_chars).
-var forkNames = []string{"fsm", "vm", "init"}
-
 // parseRelationFileName splits "<digits>[_<fork>][.<segment>]" into the
-// relation number and fork ("" for main), as parse_filename_for_nontemp_relation.
+// relation number and fork ("" for main), with pagecheck's parser (one rule
+// for what a relation file is).
 func parseRelationFileName(name string) (rel, fork string, ok bool) {
-	i := 0
-	for i < len(name) && name[i] >= '0' && name[i] <= '9' {
-		i++
-	}
-	if i == 0 {
-		return "", "", false
-	}
-	rel, rest := name[:i], name[i:]
-	if strings.HasPrefix(rest, "_") {
-		for _, f := range forkNames {
-			if strings.HasPrefix(rest[1:], f) {
-				fork = f
-				rest = rest[1+len(f):]
-				break
-			}
-		}
-		if fork == "" {
-			return "", "", false
-		}
-	}
-	if rest != "" {
-		seg, found := strings.CutPrefix(rest, ".")
-		if !found || !allDigits(seg) {
-			return "", "", false
-		}
-	}
-	return rel, fork, true
+	f, ok := pagecheck.ParseRelationFileName(name)
+	return f.Number, f.Fork, ok
 }
 
 // looksLikeTempRelName matches "t<digits>_<digits>[_<fork>][.<segment>]",

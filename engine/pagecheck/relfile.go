@@ -19,7 +19,8 @@ func ShouldVerifyRelation(relPath string, inTablespace bool) (verify bool, segno
 	if !isRelationDir(dir, inTablespace) {
 		return false, 0
 	}
-	return parseRelationFile(name)
+	f, ok := ParseRelationFileName(name)
+	return ok, f.Segment
 }
 
 // isRelationDir: "global", "base/<digits>" in the data directory;
@@ -38,24 +39,35 @@ func isRelationDir(dir string, inTablespace bool) bool {
 	return parent == "base"
 }
 
-// parseRelationFile accepts "<relfilenumber>[_fsm|_vm|_init][.<segment>]"
-// with a non-zero relfilenumber of at most 10 digits (OIDCHARS) and returns
-// the segment number (0 without a suffix).
-func parseRelationFile(name string) (bool, uint32) {
+// RelationFile is a relation file name taken apart:
+// "<relfilenumber>[_fsm|_vm|_init][.<segment>]".
+type RelationFile struct {
+	Number  string // the relfilenumber, as digits
+	Fork    string // "" for the main fork, else fsm, vm or init
+	Segment uint32 // 0 without a suffix
+}
+
+// ParseRelationFileName is PostgreSQL's parse_filename_for_nontemp_relation:
+// a non-zero relfilenumber of at most 10 digits (OIDCHARS), an optional
+// fork and an optional segment number. The one parser of relation file
+// names: page verification and the engine's unlogged and temporary
+// relation exclusions both use it.
+func ParseRelationFileName(name string) (RelationFile, bool) {
 	i := 0
 	for i < len(name) && name[i] >= '0' && name[i] <= '9' {
 		i++
 	}
 	if i == 0 || i > 10 {
-		return false, 0
+		return RelationFile{}, false
 	}
 	var rel uint64
 	for _, c := range name[:i] {
 		rel = rel*10 + uint64(c-'0')
 	}
 	if rel == 0 || rel > 1<<32-1 {
-		return false, 0 // not a valid RelFileNumber
+		return RelationFile{}, false // not a valid RelFileNumber
 	}
+	f := RelationFile{Number: name[:i]}
 	rest := name[i:]
 	if r, ok := strings.CutPrefix(rest, "_"); ok {
 		fork := r
@@ -63,25 +75,27 @@ func parseRelationFile(name string) (bool, uint32) {
 			fork = r[:dot]
 		}
 		if fork != "fsm" && fork != "vm" && fork != "init" {
-			return false, 0
+			return RelationFile{}, false
 		}
+		f.Fork = fork
 		rest = r[len(fork):]
 	}
 	if rest == "" {
-		return true, 0
+		return f, true
 	}
 	seg, ok := strings.CutPrefix(rest, ".")
 	if !ok || seg == "" || len(seg) > 10 || !allDigits(seg) {
-		return false, 0
+		return RelationFile{}, false
 	}
 	var n uint64
 	for _, c := range seg {
 		n = n*10 + uint64(c-'0')
 	}
 	if n > 1<<32-1 {
-		return false, 0
+		return RelationFile{}, false
 	}
-	return true, uint32(n)
+	f.Segment = uint32(n)
+	return f, true
 }
 
 func allDigits(s string) bool {

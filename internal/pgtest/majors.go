@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/testenv"
 )
 
 // Majors are the PostgreSQL major versions the tool supports and the tests
@@ -37,7 +39,7 @@ func BinDirFor(major int) (string, error) {
 	if d := os.Getenv(toolsEnv); d != "" {
 		candidates = append(candidates, filepath.Join(d, "postgres", strconv.Itoa(major), npmBinDir))
 	}
-	if root, err := repoRoot(); err == nil {
+	if root, err := testenv.RepoRoot(); err == nil {
 		candidates = append(candidates, filepath.Join(root, ".tools", "postgres", strconv.Itoa(major), npmBinDir))
 	}
 	for _, d := range candidates {
@@ -61,23 +63,4 @@ func BinMajor(binDir string) (int, error) {
 		return 0, fmt.Errorf("%s/postgres --version: unexpected output %q", binDir, out)
 	}
 	return strconv.Atoi(string(m[1]))
-}
-
-// repoRoot is the nearest directory at or above the working directory that
-// holds a go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

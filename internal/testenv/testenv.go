@@ -3,7 +3,9 @@
 package testenv
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -22,4 +24,23 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		t.Fatalf("required for this test but unavailable (CI is set): "+format, args...)
 	}
 	t.Skipf("skipping: "+format, args...)
+}
+
+// RepoRoot returns the nearest directory at or above the working directory
+// that holds a go.mod: where the project's own tools (.tools) are.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }

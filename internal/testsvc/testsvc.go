@@ -11,7 +11,6 @@ package testsvc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -46,7 +45,7 @@ func BinPath(name string) (string, error) {
 			return p, nil
 		}
 	}
-	if root, err := RepoRoot(); err == nil {
+	if root, err := testenv.RepoRoot(); err == nil {
 		for _, p := range []string{
 			filepath.Join(root, ".tools", "bin", name),
 			filepath.Join(root, ".tools", "npm", "node_modules", ".bin", name),
@@ -62,25 +61,6 @@ func BinPath(name string) (string, error) {
 	tried = append(tried, "$PATH")
 	return "", fmt.Errorf("%s not found (looked in %s); run scripts/install-test-services.sh",
 		name, strings.Join(tried, ", "))
-}
-
-// RepoRoot returns the nearest directory at or above the working directory
-// that holds a go.mod.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // needBin returns the path of a binary or stops the test as unavailable.
