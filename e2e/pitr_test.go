@@ -237,6 +237,8 @@ func testPITR(t *testing.T, a *archive) {
 	// The newer backup is off timeline 2's history: named, it is refused.
 	assertOneLineError(t, cli(t, env, "restore", second.ID, "--target", filepath.Join(t.TempDir(), "x"), "--recovery"), 3, "not on the history of timeline 2")
 
+	t.Run("retention", func(t *testing.T) { testWALRetention(t, env, first.ID, second.ID) })
+
 	// A backup that ended after the target cannot reach it: refused
 	// before anything is written.
 	dir := filepath.Join(t.TempDir(), "never")
@@ -361,6 +363,59 @@ func testTimelines(t *testing.T, env []string, id string) {
 	}
 	if got := batches(t, rc); got != "A:1000 C:300" {
 		t.Errorf("restore to a point on timeline 2: %q, want \"A:1000 C:300\"\n%s", got, rc.Log())
+	}
+	rc.Stop()
+}
+
+// testWALRetention: delete --retain 1 removes the older backup and the WAL
+// only it needed (--dry-run first shows it and removes nothing); the kept
+// backup still restores to the newest point.
+func testWALRetention(t *testing.T, env []string, older, newer string) {
+	type report struct {
+		Deleted []struct{ ID string }
+		WAL     *struct {
+			Files    int
+			KeepFrom string `json:"keep_from"`
+			First    string
+		}
+	}
+	run := func(args ...string) report {
+		t.Helper()
+		r := cli(t, env, append([]string{"delete", "--retain", "1", "--json"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("delete: %s", r)
+		}
+		var rep report
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("delete --json: %v\n%s", err, r)
+		}
+		return rep
+	}
+	// The first segment the older backup needed.
+	oldSeg := "000000010000000000000002"
+	dry := run("--dry-run")
+	if len(dry.Deleted) != 1 || dry.Deleted[0].ID != older || dry.WAL == nil || dry.WAL.Files == 0 || dry.WAL.First > oldSeg {
+		t.Fatalf("dry run: %+v %+v", dry, dry.WAL)
+	}
+	if r := cli(t, env, "wal-fetch", oldSeg, filepath.Join(t.TempDir(), "x")); r.code != 0 {
+		t.Fatalf("a dry run removed WAL: %s", r)
+	}
+	rep := run()
+	if len(rep.Deleted) != 1 || rep.Deleted[0].ID != older || rep.WAL == nil || rep.WAL.Files != dry.WAL.Files {
+		t.Fatalf("delete: %+v %+v", rep, rep.WAL)
+	}
+	if r := cli(t, env, "wal-fetch", oldSeg, filepath.Join(t.TempDir(), "x")); r.code != 1 {
+		t.Fatalf("WAL only the deleted backup needed is still archived: %s", r)
+	}
+	if r := cli(t, env, "wal-fetch", "00000002.history", filepath.Join(t.TempDir(), "h")); r.code != 0 {
+		t.Fatalf("a history file was removed: %s", r)
+	}
+	rc, r := restoreAndStart(t, env, "latest", "--recovery", "--target-timeline", "current")
+	if id := restoredID(t, r); id != newer {
+		t.Errorf("restored %s, want %s", id, newer)
+	}
+	if got := batches(t, rc); got != "A:1000 B:500" {
+		t.Errorf("after retention the kept backup restores to %q, want \"A:1000 B:500\"", got)
 	}
 	rc.Stop()
 }
