@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // archive is a WAL archive in a bucket, set up so that the server (which
@@ -230,6 +231,7 @@ func testPITR(t *testing.T, a *archive) {
 	}
 
 	t.Run("archive contract", func(t *testing.T) { testArchiveContract(t, env, "000000010000000000000002") })
+	t.Run("verify wal", func(t *testing.T) { testVerifyWAL(t, a, env, first.ID, second.ID) })
 	if a.stop != nil {
 		t.Run("store down during recovery", func(t *testing.T) { testStoreDown(t, a, env, first.ID, "A:1000 B:500") })
 	}
@@ -418,4 +420,54 @@ func testWALRetention(t *testing.T, env []string, older, newer string) {
 		t.Errorf("after retention the kept backup restores to %q, want \"A:1000 B:500\"", got)
 	}
 	rc.Stop()
+}
+
+// testVerifyWAL: verify --wal reports each backup's recoverable window and
+// names a gap in the archived WAL after it.
+func testVerifyWAL(t *testing.T, a *archive, env []string, older, newer string) {
+	r := cli(t, env, "verify", older, "--wal", "--json")
+	var out struct {
+		Status string
+		WAL    struct {
+			Segments    int
+			ReachesStop bool `json:"reaches_stop"`
+			Gap         string
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || out.Status != "ok" || !out.WAL.ReachesStop || out.WAL.Gap != "" || out.WAL.Segments < 3 {
+		t.Fatalf("verify --wal of a sound archive: %v %+v\n%s", err, out, r)
+	}
+	// Take one segment out: the older backup's window has a gap, the
+	// newer one (which starts after it) does not.
+	seg := "000000010000000000000003"
+	saved := filepath.Join(t.TempDir(), seg)
+	if r := cli(t, env, "wal-fetch", seg, saved); r.code != 0 {
+		t.Fatalf("wal-fetch: %s", r)
+	}
+	ctx := context.Background()
+	store, err := storage.Open(ctx, a.url, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Bucket.Delete(ctx, store.WALKey(seg)); err != nil {
+		t.Fatal(err)
+	}
+	assertOneLineError(t, cli(t, env, "verify", older, "--wal"), 1, "gap at "+seg)
+	if r := cli(t, env, "verify", newer, "--wal"); r.code != 0 || !strings.Contains(r.stdout, "contiguous segments") {
+		t.Errorf("verify --wal of the newer backup: %s", r)
+	}
+	if r := cli(t, env, "show", older); r.code != 0 || !strings.Contains(r.stdout, "GAP at "+seg) {
+		t.Errorf("show does not name the gap: %s", r)
+	}
+	// Put it back (as the server's retry would) and the window closes.
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, filepath.Dir(saved))
+	}
+	if r := cli(t, env, "wal-push", saved); r.code != 0 {
+		t.Fatalf("re-push: %s", r)
+	}
+	if r := cli(t, env, "verify", older, "--wal"); r.code != 0 {
+		t.Errorf("verify --wal after the segment came back: %s", r)
+	}
 }

@@ -334,3 +334,42 @@ func TestPrune(t *testing.T) {
 		t.Errorf("left:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestCheckWindow(t *testing.T) {
+	ctx := context.Background()
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	if w, err := CheckWindow(ctx, s, 1, 2*segSize, 3*segSize); err != nil || !w.NoArchive {
+		t.Fatalf("empty archive: %+v %v", w, err)
+	}
+	dir := t.TempDir()
+	for _, seg := range []wal.SegNo{1, 2, 3, 4, 6, 7} {
+		n := wal.FileName(1, seg, segSize)
+		if _, err := Push(ctx, s, writeTemp(t, dir, n, segment(t, n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := wal.FileName(2, 9, segSize)
+	if _, err := Push(ctx, s, writeTemp(t, dir, n, segment(t, n))); err != nil {
+		t.Fatal(err)
+	}
+	w, err := CheckWindow(ctx, s, 1, 2*segSize+0x28, 3*segSize+0x100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.From != "000000010000000000000002" || w.Last != "000000010000000000000004" || w.Segments != 3 ||
+		w.End != 5*segSize || !w.ReachesStop || w.Gap != "000000010000000000000005" {
+		t.Errorf("window %+v", w)
+	}
+	// A backup whose stop lies past the gap never becomes consistent.
+	if w, _ := CheckWindow(ctx, s, 1, 4*segSize, 6*segSize+1); w.ReachesStop || w.Gap == "" {
+		t.Errorf("stop past the gap: %+v", w)
+	}
+	// Start segment missing.
+	if w, _ := CheckWindow(ctx, s, 1, 5*segSize, 6*segSize); w.Segments != 0 || w.Gap != "000000010000000000000005" || w.ReachesStop {
+		t.Errorf("missing start: %+v", w)
+	}
+	// No gap: the run ends at the newest segment.
+	if w, _ := CheckWindow(ctx, s, 1, 6*segSize, 6*segSize+8); w.Gap != "" || w.Last != "000000010000000000000007" || !w.ReachesStop {
+		t.Errorf("tail: %+v", w)
+	}
+}
