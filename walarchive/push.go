@@ -93,6 +93,14 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 
+	// Archived already (pushed ahead by an earlier call, or a retry after
+	// a crash): compare, without sending the file again.
+	if ok, err := store.Bucket.Exists(ctx, res.Key); err != nil {
+		return nil, fmt.Errorf("archive %s: %w", name, store.Classify(err, "look up "+res.Key))
+	} else if ok {
+		return alreadyArchived(ctx, store, res, sum, size)
+	}
+
 	pr, pw := io.Pipe()
 	counted := &countWriter{}
 	go func() { pw.CloseWithError(compress(pw, counted, f, sum, size)) }()
@@ -109,7 +117,14 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 	if gcerrors.Code(err) != gcerrors.FailedPrecondition {
 		return nil, fmt.Errorf("archive %s: %w", name, err)
 	}
-	// The name is taken: the same content is a repeated push.
+	// The name was taken meanwhile (another push of it ran at once).
+	return alreadyArchived(ctx, store, res, sum, size)
+}
+
+// alreadyArchived decides a push whose name is taken: the same content is
+// success, anything else is refused.
+func alreadyArchived(ctx context.Context, store *storage.Store, res *PushResult, sum [32]byte, size int64) (*PushResult, error) {
+	name := res.Name
 	same, err := sameContent(ctx, store, res.Key, sum, size)
 	if err != nil {
 		return nil, fmt.Errorf("archive %s: already in the archive, and comparing it failed: %w", name, err)

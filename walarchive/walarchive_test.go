@@ -373,3 +373,53 @@ func TestCheckWindow(t *testing.T) {
 		t.Errorf("tail: %+v", w)
 	}
 }
+
+func TestPushAhead(t *testing.T) {
+	ctx := context.Background()
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	pgwal := filepath.Join(t.TempDir(), "pg_wal")
+	status := filepath.Join(pgwal, "archive_status")
+	if err := os.MkdirAll(status, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for seg := 3; seg <= 8; seg++ {
+		n := wal.FileName(1, wal.SegNo(seg), segSize)
+		writeTemp(t, pgwal, n, segment(t, n))
+		mark := ".ready"
+		if seg == 7 {
+			mark = ".done"
+		}
+		writeTemp(t, status, n+mark, nil)
+	}
+	writeTemp(t, status, "00000002.history.ready", nil)
+	writeTemp(t, status, "../escape.ready", nil)
+	first := filepath.Join(pgwal, wal.FileName(1, 3, segSize))
+	ahead := ReadyAhead(first, 2)
+	if len(ahead) != 2 || filepath.Base(ahead[0]) != "000000010000000000000004" || filepath.Base(ahead[1]) != "000000010000000000000005" {
+		t.Fatalf("ReadyAhead: %v", ahead)
+	}
+	if all := ReadyAhead(first, 10); len(all) != 4 || filepath.Base(all[3]) != "000000010000000000000008" {
+		t.Fatalf("ReadyAhead(10): %v (the .done segment and the history file are not segments ahead)", all)
+	}
+	if _, err := PushWithAhead(ctx, s, first, ahead, nil); err != nil {
+		t.Fatal(err)
+	}
+	for seg := 3; seg <= 5; seg++ {
+		if ok, _ := s.Bucket.Exists(ctx, s.WALKey(wal.FileName(1, wal.SegNo(seg), segSize))); !ok {
+			t.Errorf("segment %d not archived", seg)
+		}
+	}
+	if ok, _ := s.Bucket.Exists(ctx, s.WALKey(wal.FileName(1, 6, segSize))); ok {
+		t.Error("pushed further ahead than asked")
+	}
+	// The server's own call for a segment pushed ahead: one lookup.
+	r, err := Push(ctx, s, ahead[0])
+	if err != nil || !r.AlreadyArchived {
+		t.Fatalf("push of a segment pushed ahead: %+v %v", r, err)
+	}
+	// A failing push ahead (the file vanished) does not fail the call.
+	os.Remove(filepath.Join(pgwal, wal.FileName(1, 8, segSize)))
+	if _, err := PushWithAhead(ctx, s, filepath.Join(pgwal, wal.FileName(1, 6, segSize)), ReadyAhead(filepath.Join(pgwal, wal.FileName(1, 6, segSize)), 4), nil); err != nil {
+		t.Fatalf("a vanished ahead file failed the call: %v", err)
+	}
+}
