@@ -267,7 +267,7 @@ func testArchiveContract(t *testing.T, env []string, seg string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := cli(t, env, "wal-push", path)
+	r := cli(t, env, "wal-push", "-v", path)
 	if r.code != 0 || !strings.Contains(r.stderr, "already archived") {
 		t.Fatalf("second push of the same segment: %s", r)
 	}

@@ -423,3 +423,54 @@ func TestPushAhead(t *testing.T) {
 		t.Fatalf("a vanished ahead file failed the call: %v", err)
 	}
 }
+
+func TestPrefetch(t *testing.T) {
+	ctx := context.Background()
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	dir := t.TempDir()
+	data := map[string][]byte{}
+	for seg := 3; seg <= 6; seg++ {
+		n := wal.FileName(1, wal.SegNo(seg), segSize)
+		data[n] = segment(t, n)
+		if _, err := Push(ctx, s, writeTemp(t, dir, n, data[n])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pgwal := t.TempDir()
+	dest := filepath.Join(pgwal, "RECOVERYXLOG")
+	spool := SpoolDir(dest)
+	names := NextSegments("000000010000000000000003", segSize, 5)
+	if len(names) != 5 || names[0] != "000000010000000000000004" || names[4] != "000000010000000000000008" {
+		t.Fatalf("NextSegments: %v", names)
+	}
+	n, err := Prefetch(ctx, s, spool, names, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("Prefetch: %d %v (want 3: segments 4-6, then the archive ends)", n, err)
+	}
+	// Served from the spool: the archive is not asked (remove the object
+	// to prove it), and the file is the right one.
+	seg5 := "000000010000000000000005"
+	if err := s.Bucket.Delete(ctx, s.WALKey(seg5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Fetch(ctx, s, seg5, dest, FetchOptions{Spool: spool}); err != nil {
+		t.Fatalf("fetch from the spool: %v", err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data[seg5]) {
+		t.Fatal("the spool served other content")
+	}
+	// Segment 4 (behind the server now) was cleared, 6 waits.
+	if _, err := os.Stat(filepath.Join(spool, "000000010000000000000004")); !os.IsNotExist(err) {
+		t.Error("an older spooled segment was kept")
+	}
+	if _, err := os.Stat(filepath.Join(spool, "000000010000000000000006")); err != nil {
+		t.Errorf("segment 6 is not spooled: %v", err)
+	}
+	// End of the archive: the spool is emptied.
+	if err := Fetch(ctx, s, "000000010000000000000009", dest, FetchOptions{Spool: spool, Attempts: 1}); !errors.Is(err, ErrNotArchived) {
+		t.Fatalf("absent: %v", err)
+	}
+	if ents, _ := os.ReadDir(spool); len(ents) != 1 || ents[0].Name() != ".lock" {
+		t.Errorf("spool after the end of the archive: %v", ents)
+	}
+}

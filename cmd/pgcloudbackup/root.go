@@ -176,6 +176,7 @@ found, 130 interrupted.`,
 	root.AddCommand(newDeleteCommand(g))
 	root.AddCommand(newWALPushCommand(g))
 	root.AddCommand(newWALFetchCommand(g))
+	root.AddCommand(newWALPrefetchCommand(g))
 	return root
 }
 
