@@ -62,7 +62,7 @@ func (a *archive) writeConf(t *testing.T, dir string) {
 	if pgtest.RunningAsRoot() {
 		pgtest.ChownToServerUser(t, dir)
 	}
-	a.cmd = "'" + binary + " wal-push --config " + a.conf + " %p'"
+	a.cmd = "'" + binary + " wal-push --push-ahead 4 --config " + a.conf + " %p'"
 }
 
 // batch inserts rows tagged tag in one transaction and returns its xid.

@@ -61,6 +61,11 @@ func PushWithAhead(ctx context.Context, store *storage.Store, path string, ahead
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Pushed ahead by an earlier call: the server's own call
+			// for it compares the content; here a lookup is enough.
+			if ok, err := store.Bucket.Exists(ctx, store.WALKey(filepath.Base(p))); err == nil && ok {
+				return
+			}
 			r, err := Push(ctx, store, p)
 			switch {
 			case err != nil:

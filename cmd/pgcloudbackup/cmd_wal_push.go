@@ -26,7 +26,7 @@ Settings (the bucket) usually come from the configuration file
 (--config, PGCLOUDBACKUP_CONFIG, default /etc/pgcloudbackup.conf), since the
 server runs the command with its own environment.
 
-With --push-ahead N (default 4) the call also pushes, in parallel, up to N
+With --push-ahead N the call also pushes, in parallel, up to N
 further segments the server has marked ready (pg_wal/archive_status/*.ready);
 the server's later calls for them then return after one lookup.`,
 		Args: exactArgs(1, "the WAL file's path (%p)"),
@@ -37,7 +37,7 @@ the server's later calls for them then return after one lookup.`,
 			return runWALPush(cmd.Context(), g, args[0], ahead)
 		},
 	}
-	cmd.Flags().IntVar(&ahead, "push-ahead", 4, "also push up to N further ready segments in parallel (0: off)")
+	cmd.Flags().IntVar(&ahead, "push-ahead", 0, "also push up to N further ready segments in parallel (0: off; helps when the store is far away, costs CPU)")
 	return cmd
 }
 
