@@ -42,6 +42,13 @@ pg_verifybackup can check it. The target (and each tablespace location) must
 be absent or empty; archive entries that would leave them are refused. On
 failure nothing of the partial restore is left behind.
 
+Point-in-time recovery: --target-time, --target-lsn, --target-xid or
+--target-name (with --target-action and --target-timeline), or plain
+--recovery / --standby, write recovery.signal (standby.signal) and a
+restore_command running this program's wal-fetch on the same bucket.
+"latest" is then the newest backup that can reach the target. The restored
+server gets archive_mode = off unless --archive-mode preserve.
+
 Run it as the OS user that will run the server (as root, files keep the
 backup's ownership, as tar does).`,
 		Args: cobra.ExactArgs(1),
