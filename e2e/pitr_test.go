@@ -297,30 +297,60 @@ func testArchiveContract(t *testing.T, env []string, seg string) {
 	}
 }
 
-// testStoreDown: the store is unreachable when recovery needs it. The
-// server must stop with an error rather than take the end of what it could
-// read for the end of the archive and promote; once the store is back,
-// recovery completes.
+// testStoreDown: the store becomes unreachable in the middle of recovery.
+// A gate in restore_command holds the server's third call until the store
+// is stopped; the server must then stop with an error rather than take the
+// end of what it could read for the end of the archive and promote. Once
+// the store is back, recovery completes.
 func testStoreDown(t *testing.T, a *archive, env []string, id, want string) {
 	root := pgtest.TempDir(t, "pitr-down-")
 	target := filepath.Join(root, "data")
-	if r := cli(t, env, "restore", id, "--target", target, "--recovery"); r.code != 0 {
+	gateDir := pgtest.TempDir(t, "gate-")
+	gate := filepath.Join(gateDir, "gate.sh")
+	script := "#!/bin/sh\nd=" + gateDir + "\n" +
+		"n=$(cat $d/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > $d/count\n" +
+		"if [ \"$n\" -eq 3 ]; then : > $d/reached; while [ ! -e $d/go ]; do sleep 0.05; done; fi\n" +
+		"exec " + binary + " wal-fetch --config " + a.conf + " \"$1\" \"$2\"\n"
+	if err := os.WriteFile(gate, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, env, "restore", id, "--target", target, "--recovery", "--restore-command", gate+" %f %p"); r.code != 0 {
 		t.Fatalf("restore: %s", r)
 	}
 	if pgtest.RunningAsRoot() {
 		pgtest.ChownToServerUser(t, root)
+		pgtest.ChownToServerUser(t, gateDir)
 	}
-	a.stop()
 	bin, err := pgtest.BinDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	logFile := filepath.Join(root, "down.log")
-	err = pgtest.StartServer(bin, target, pgtest.FreePort(t), root, logFile)
+	started := make(chan error, 1)
+	go func() { started <- pgtest.StartServer(bin, target, pgtest.FreePort(t), root, logFile) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(gateDir, "reached")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logFile)
+			t.Fatalf("recovery never reached its third restore_command call:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.stop()
+	if err := os.WriteFile(filepath.Join(gateDir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = <-started
 	logText, _ := os.ReadFile(logFile)
 	if err == nil {
 		_ = pgtest.StopServer(bin, target, "immediate")
-		t.Fatalf("the server started while the store was down:\n%s", logText)
+		t.Fatalf("the server came up while the store was down:\n%s", logText)
+	}
+	if !strings.Contains(string(logText), "restored log file") {
+		t.Errorf("recovery made no progress before the store went down:\n%s", logText)
 	}
 	for _, bad := range []string{"selected new timeline", "archive recovery complete", "ready to accept connections"} {
 		if strings.Contains(string(logText), bad) {
