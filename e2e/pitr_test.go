@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -284,6 +285,23 @@ func testArchiveContract(t *testing.T, env []string, seg string) {
 	if got, _ := os.ReadFile(again); !bytes.Equal(got, orig) {
 		t.Fatal("the archived segment changed after a refused push")
 	}
+	// An incompressible segment is uploaded in several parts: the
+	// conditional create must hold for a multipart upload too.
+	// (On timeline 15, so that it is no gap in the real timelines.)
+	big := filepath.Join(dir, "0000000F00000000000000F0")
+	for i, want := range []int{0, 1} {
+		noise := make([]byte, 16<<20)
+		if _, err := rand.Read(noise); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(big, noise, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := cli(t, env, "wal-push", big)
+		if r.code != want || (i == 1 && !strings.Contains(r.stderr, "refusing to overwrite")) {
+			t.Fatalf("push %d of a 16 MiB incompressible segment: %s", i+1, r)
+		}
+	}
 	r = cli(t, env, "wal-fetch", "0000000100000000000000FF", filepath.Join(dir, "absent"))
 	if r.code != 1 || r.stderr != "" || r.stdout != "" {
 		t.Fatalf("wal-fetch of an absent segment: %s", r)
@@ -340,25 +358,38 @@ func testStoreDown(t *testing.T, a *archive, env []string, id, want string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	a.stop()
+	defer a.start() // also when the test fails: later subtests need the store
 	if err := os.WriteFile(filepath.Join(gateDir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = <-started
-	logText, _ := os.ReadFile(logFile)
-	if err == nil {
-		_ = pgtest.StopServer(bin, target, "immediate")
-		t.Fatalf("the server came up while the store was down:\n%s", logText)
+	// pg_ctl start -w returns as soon as recovery has started (the
+	// postmaster then reports "standby"), so wait for the outcome itself:
+	// the server exits, or it promotes (which must not happen).
+	<-started
+	var logText []byte
+	deadline = time.Now().Add(120 * time.Second)
+	for {
+		logText, _ = os.ReadFile(logFile)
+		for _, bad := range []string{"selected new timeline", "archive recovery complete", "ready to accept connections"} {
+			if strings.Contains(string(logText), bad) {
+				_ = pgtest.StopServer(bin, target, "immediate")
+				t.Fatalf("with the store down the server logged %q:\n%s", bad, logText)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(target, "postmaster.pid")); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = pgtest.StopServer(bin, target, "immediate")
+			t.Fatalf("the server neither stopped nor promoted with the store down:\n%s", logText)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if !strings.Contains(string(logText), "restored log file") {
 		t.Errorf("recovery made no progress before the store went down:\n%s", logText)
 	}
-	for _, bad := range []string{"selected new timeline", "archive recovery complete", "ready to accept connections"} {
-		if strings.Contains(string(logText), bad) {
-			t.Fatalf("with the store down the server logged %q:\n%s", bad, logText)
-		}
-	}
-	if !strings.Contains(string(logText), "exit code 128") {
-		t.Errorf("the server log does not show wal-fetch's fatal status:\n%s", logText)
+	if !strings.Contains(string(logText), "exit code 128") || !strings.Contains(string(logText), "due to startup process failure") {
+		t.Errorf("the server log does not show recovery stopped by wal-fetch's fatal status:\n%s", logText)
 	}
 	a.start()
 	rc := pgtest.Adopt(t, target)
