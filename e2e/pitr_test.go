@@ -261,7 +261,7 @@ func testPITR(t *testing.T, a *archive) {
 func testArchiveContract(t *testing.T, env []string, seg string) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, seg)
-	if r := cli(t, env, "wal-fetch", seg, path); r.code != 0 {
+	if r := cli(t, env, "wal-fetch", "--prefetch", "0", seg, path); r.code != 0 {
 		t.Fatalf("wal-fetch %s: %s", seg, r)
 	}
 	orig, err := os.ReadFile(path)
@@ -279,7 +279,7 @@ func testArchiveContract(t *testing.T, env []string, seg string) {
 	}
 	assertOneLineError(t, cli(t, env, "wal-push", path), 1, "refusing to overwrite")
 	again := filepath.Join(dir, "again")
-	if r := cli(t, env, "wal-fetch", seg, again); r.code != 0 {
+	if r := cli(t, env, "wal-fetch", "--prefetch", "0", seg, again); r.code != 0 {
 		t.Fatalf("wal-fetch after the refused push: %s", r)
 	}
 	if got, _ := os.ReadFile(again); !bytes.Equal(got, orig) {
@@ -302,14 +302,14 @@ func testArchiveContract(t *testing.T, env []string, seg string) {
 			t.Fatalf("push %d of a 16 MiB incompressible segment: %s", i+1, r)
 		}
 	}
-	r = cli(t, env, "wal-fetch", "0000000100000000000000FF", filepath.Join(dir, "absent"))
+	r = cli(t, env, "wal-fetch", "--prefetch", "0", "0000000100000000000000FF", filepath.Join(dir, "absent"))
 	if r.code != 1 || r.stderr != "" || r.stdout != "" {
 		t.Fatalf("wal-fetch of an absent segment: %s", r)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "absent")); !os.IsNotExist(err) {
 		t.Error("an absent fetch created its destination")
 	}
-	r = cli(t, env, "wal-fetch", "../../../etc/passwd", filepath.Join(dir, "x"))
+	r = cli(t, env, "wal-fetch", "--prefetch", "0", "../../../etc/passwd", filepath.Join(dir, "x"))
 	if r.code != 128 || !strings.Contains(r.stderr, "not a WAL file name") {
 		t.Fatalf("wal-fetch of a path-like name: %s", r)
 	}
@@ -460,17 +460,17 @@ func testWALRetention(t *testing.T, env []string, older, newer string) {
 	if len(dry.Deleted) != 1 || dry.Deleted[0].ID != older || dry.WAL == nil || dry.WAL.Files == 0 || dry.WAL.First > oldSeg {
 		t.Fatalf("dry run: %+v %+v", dry, dry.WAL)
 	}
-	if r := cli(t, env, "wal-fetch", oldSeg, filepath.Join(t.TempDir(), "x")); r.code != 0 {
+	if r := cli(t, env, "wal-fetch", "--prefetch", "0", oldSeg, filepath.Join(t.TempDir(), "x")); r.code != 0 {
 		t.Fatalf("a dry run removed WAL: %s", r)
 	}
 	rep := run()
 	if len(rep.Deleted) != 1 || rep.Deleted[0].ID != older || rep.WAL == nil || rep.WAL.Files != dry.WAL.Files {
 		t.Fatalf("delete: %+v %+v", rep, rep.WAL)
 	}
-	if r := cli(t, env, "wal-fetch", oldSeg, filepath.Join(t.TempDir(), "x")); r.code != 1 {
+	if r := cli(t, env, "wal-fetch", "--prefetch", "0", oldSeg, filepath.Join(t.TempDir(), "x")); r.code != 1 {
 		t.Fatalf("WAL only the deleted backup needed is still archived: %s", r)
 	}
-	if r := cli(t, env, "wal-fetch", "00000002.history", filepath.Join(t.TempDir(), "h")); r.code != 0 {
+	if r := cli(t, env, "wal-fetch", "--prefetch", "0", "00000002.history", filepath.Join(t.TempDir(), "h")); r.code != 0 {
 		t.Fatalf("a history file was removed: %s", r)
 	}
 	rc, r := restoreAndStart(t, env, "latest", "--recovery", "--target-timeline", "current")
@@ -502,7 +502,7 @@ func testVerifyWAL(t *testing.T, a *archive, env []string, older, newer string) 
 	// newer one (which starts after it) does not.
 	seg := "000000010000000000000003"
 	saved := filepath.Join(t.TempDir(), seg)
-	if r := cli(t, env, "wal-fetch", seg, saved); r.code != 0 {
+	if r := cli(t, env, "wal-fetch", "--prefetch", "0", seg, saved); r.code != 0 {
 		t.Fatalf("wal-fetch: %s", r)
 	}
 	ctx := context.Background()
