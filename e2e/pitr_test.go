@@ -222,6 +222,22 @@ func testPITR(t *testing.T, a *archive) {
 			if got := batches(t, rc); got != tc.want {
 				t.Errorf("restored copy has %q, want %q\n%s", got, tc.want, rc.Log())
 			}
+			// Prefetched segments do not outlive recovery in pg_wal.
+			spool := filepath.Join(rc.DataDir, "pg_wal", ".pgcloudbackup-prefetch")
+			if _, err := os.Stat(filepath.Join(spool, ".lock")); err != nil {
+				t.Errorf("no prefetch ran during recovery: %v", err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				left := segmentsIn(t, spool)
+				if len(left) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("prefetched segments left in pg_wal after recovery: %v", left)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			// --archive-mode off is the default: a drill never archives
 			// into production's prefix.
 			if m := rc.QueryString("postgres", "SHOW archive_mode"); m != "off" {

@@ -20,6 +20,18 @@ import (
 // Only complete, verified files are ever renamed into it.
 const SpoolDirName = ".pgcloudbackup-prefetch"
 
+// endMarker in the spool says recovery reached the end of the archive.
+const endMarker = ".end"
+
+// ResumeSpool clears the end marker: the server is asking for segments
+// again (a standby following the archive), so prefetching may go on.
+func ResumeSpool(spool string) { _ = os.Remove(filepath.Join(spool, endMarker)) }
+
+func spoolEnded(spool string) bool {
+	_, err := os.Stat(filepath.Join(spool, endMarker))
+	return err == nil
+}
+
 // SpoolDir returns the spool directory for fetches into dest.
 func SpoolDir(dest string) string { return filepath.Join(filepath.Dir(dest), SpoolDirName) }
 
@@ -51,6 +63,9 @@ func clearSpool(spool string) {
 	if err != nil {
 		return
 	}
+	// A prefetcher still at work sees this and drops what it fetches, so
+	// a promoted server is not left with spooled segments in pg_wal.
+	_ = os.WriteFile(filepath.Join(spool, endMarker), nil, 0o600)
 	for _, e := range ents {
 		if storage.WALKind(e.Name()) != "" {
 			_ = os.Remove(filepath.Join(spool, e.Name()))
@@ -89,6 +104,9 @@ func Prefetch(ctx context.Context, store *storage.Store, spool string, names []s
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return 0, nil // another prefetcher is at work
 	}
+	if spoolEnded(spool) {
+		return 0, nil
+	}
 	if jobs < 1 {
 		jobs = 1
 	}
@@ -119,6 +137,9 @@ func Prefetch(ctx context.Context, store *storage.Store, spool string, names []s
 			defer wg.Done()
 			defer func() { <-sem }()
 			err := fetchOnce(ctx, store, n, filepath.Join(spool, n))
+			if err == nil && spoolEnded(spool) {
+				_ = os.Remove(filepath.Join(spool, n))
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

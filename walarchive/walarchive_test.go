@@ -470,7 +470,15 @@ func TestPrefetch(t *testing.T) {
 	if err := Fetch(ctx, s, "000000010000000000000009", dest, FetchOptions{Spool: spool, Attempts: 1}); !errors.Is(err, ErrNotArchived) {
 		t.Fatalf("absent: %v", err)
 	}
-	if ents, _ := os.ReadDir(spool); len(ents) != 1 || ents[0].Name() != ".lock" {
-		t.Errorf("spool after the end of the archive: %v", ents)
+	if ents, _ := os.ReadDir(spool); len(ents) != 2 {
+		t.Errorf("spool after the end of the archive: %v, want only .end and .lock", ents)
+	}
+	// A prefetcher starting after the end does nothing until resumed.
+	if n, err := Prefetch(ctx, s, spool, []string{"000000010000000000000006"}, 1); n != 0 || err != nil {
+		t.Errorf("prefetch after the end: %d %v", n, err)
+	}
+	ResumeSpool(spool)
+	if n, err := Prefetch(ctx, s, spool, []string{"000000010000000000000006"}, 1); n != 1 || err != nil {
+		t.Errorf("prefetch after resume: %d %v", n, err)
 	}
 }

@@ -25,6 +25,7 @@ func startPrefetch(g *globalOptions, name, dest string, n int) {
 	if err != nil {
 		return
 	}
+	walarchive.ResumeSpool(walarchive.SpoolDir(dest))
 	names := walarchive.NextSegments(name, st.Size(), n)
 	bin, err := os.Executable()
 	if err != nil || len(names) == 0 {
