@@ -534,6 +534,23 @@ func testVerifyWAL(t *testing.T, a *archive, env []string, older, newer string) 
 	if r := cli(t, env, "verify", newer, "--wal"); r.code != 0 || !strings.Contains(r.stdout, "contiguous segments") {
 		t.Errorf("verify --wal of the newer backup: %s", r)
 	}
+	r = cli(t, env, "list", "--wal", "--json")
+	var listed []struct {
+		ID  string
+		WAL *struct{ Gap string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || r.code != 0 || len(listed) != 2 {
+		t.Fatalf("list --wal --json: %v\n%s", err, r)
+	}
+	for _, b := range listed {
+		want := ""
+		if b.ID == older {
+			want = seg
+		}
+		if b.WAL == nil || b.WAL.Gap != want {
+			t.Errorf("list --wal: backup %s window %+v, want gap %q", b.ID, b.WAL, want)
+		}
+	}
 	if r := cli(t, env, "show", older); r.code != 0 || !strings.Contains(r.stdout, "GAP at "+seg) {
 		t.Errorf("show does not name the gap: %s", r)
 	}
