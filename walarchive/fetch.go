@@ -32,6 +32,9 @@ type FetchOptions struct {
 	// (default 1 s).
 	Backoff time.Duration
 	Logger  *slog.Logger
+	// Spool, if set, is a prefetch directory (SpoolDir) consulted first
+	// for segments.
+	Spool string
 }
 
 // Fetch writes WAL file name from the archive to dest (PostgreSQL's %p),
@@ -55,10 +58,16 @@ func Fetch(ctx context.Context, store *storage.Store, name, dest string, opts Fe
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Spool != "" && storage.WALKind(name) == storage.WALSegment && takeFromSpool(opts.Spool, name, dest) {
+		return nil
+	}
 	wait := opts.Backoff
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = fetchOnce(ctx, store, name, dest)
+		if errors.Is(err, ErrNotArchived) && opts.Spool != "" {
+			clearSpool(opts.Spool)
+		}
 		if err == nil || errors.Is(err, ErrNotArchived) || ctx.Err() != nil || attempt >= opts.Attempts {
 			return err
 		}

@@ -93,6 +93,16 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 
+	// Archived already (pushed ahead by an earlier call, or a retry after
+	// a crash): compare, without sending the file again.
+	attrs, err := store.Bucket.Attributes(ctx, res.Key)
+	switch {
+	case err == nil:
+		return alreadyArchived(ctx, store, res, attrs, sum, size)
+	case gcerrors.Code(err) != gcerrors.NotFound:
+		return nil, fmt.Errorf("archive %s: %w", name, store.Classify(err, "look up "+res.Key))
+	}
+
 	pr, pw := io.Pipe()
 	counted := &countWriter{}
 	go func() { pw.CloseWithError(compress(pw, counted, f, sum, size)) }()
@@ -109,8 +119,15 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 	if gcerrors.Code(err) != gcerrors.FailedPrecondition {
 		return nil, fmt.Errorf("archive %s: %w", name, err)
 	}
-	// The name is taken: the same content is a repeated push.
-	same, err := sameContent(ctx, store, res.Key, sum, size)
+	// The name was taken meanwhile (another push of it ran at once).
+	return alreadyArchived(ctx, store, res, nil, sum, size)
+}
+
+// alreadyArchived decides a push whose name is taken: the same content is
+// success, anything else is refused.
+func alreadyArchived(ctx context.Context, store *storage.Store, res *PushResult, attrs *blob.Attributes, sum [32]byte, size int64) (*PushResult, error) {
+	name := res.Name
+	same, err := sameContent(ctx, store, res.Key, attrs, sum, size)
 	if err != nil {
 		return nil, fmt.Errorf("archive %s: already in the archive, and comparing it failed: %w", name, err)
 	}
@@ -150,10 +167,12 @@ func compress(w io.Writer, counted *countWriter, f io.Reader, sum [32]byte, size
 
 // sameContent reports whether the object at key holds a file with digest
 // sum: from its metadata where the backend keeps it, else by reading it.
-func sameContent(ctx context.Context, store *storage.Store, key string, sum [32]byte, size int64) (bool, error) {
-	attrs, err := store.Bucket.Attributes(ctx, key)
-	if err != nil {
-		return false, store.Classify(err, "read attributes of "+key)
+func sameContent(ctx context.Context, store *storage.Store, key string, attrs *blob.Attributes, sum [32]byte, size int64) (bool, error) {
+	if attrs == nil {
+		var err error
+		if attrs, err = store.Bucket.Attributes(ctx, key); err != nil {
+			return false, store.Classify(err, "read attributes of "+key)
+		}
 	}
 	if v, ok := attrs.Metadata[metaSHA256]; ok {
 		return v == hex.EncodeToString(sum[:]) && attrs.Metadata[metaSize] == strconv.FormatInt(size, 10), nil

@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
-	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
 	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
@@ -21,28 +19,6 @@ import (
 type HistoryEntry struct {
 	TLI         uint32
 	SwitchPoint wal.LSN
-}
-
-// Timelines returns the timelines the archive holds files of, ascending
-// (one listing of the archive's top level).
-func Timelines(ctx context.Context, store *storage.Store) ([]uint32, error) {
-	var out []uint32
-	it := store.Bucket.List(&blob.ListOptions{Prefix: store.WALPrefix(), Delimiter: "/"})
-	for {
-		obj, err := it.Next(ctx)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, store.Classify(err, "list the WAL archive")
-		}
-		dir := strings.TrimSuffix(strings.TrimPrefix(obj.Key, store.WALPrefix()), "/")
-		if !obj.IsDir || len(dir) != 8 || storage.WALKind(dir+".history") == "" {
-			continue
-		}
-		out = append(out, storage.WALTimeline(dir+".history"))
-	}
-	return out, nil
 }
 
 // LatestTimeline is the timeline recovery_target_timeline = 'latest'

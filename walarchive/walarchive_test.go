@@ -334,3 +334,151 @@ func TestPrune(t *testing.T) {
 		t.Errorf("left:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestCheckWindow(t *testing.T) {
+	ctx := context.Background()
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	if w, err := CheckWindow(ctx, s, 1, 2*segSize, 3*segSize); err != nil || !w.NoArchive {
+		t.Fatalf("empty archive: %+v %v", w, err)
+	}
+	dir := t.TempDir()
+	for _, seg := range []wal.SegNo{1, 2, 3, 4, 6, 7} {
+		n := wal.FileName(1, seg, segSize)
+		if _, err := Push(ctx, s, writeTemp(t, dir, n, segment(t, n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := wal.FileName(2, 9, segSize)
+	if _, err := Push(ctx, s, writeTemp(t, dir, n, segment(t, n))); err != nil {
+		t.Fatal(err)
+	}
+	w, err := CheckWindow(ctx, s, 1, 2*segSize+0x28, 3*segSize+0x100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.From != "000000010000000000000002" || w.Last != "000000010000000000000004" || w.Segments != 3 ||
+		w.End != 5*segSize || !w.ReachesStop || w.Gap != "000000010000000000000005" {
+		t.Errorf("window %+v", w)
+	}
+	// A backup whose stop lies past the gap never becomes consistent.
+	if w, _ := CheckWindow(ctx, s, 1, 4*segSize, 6*segSize+1); w.ReachesStop || w.Gap == "" {
+		t.Errorf("stop past the gap: %+v", w)
+	}
+	// Start segment missing.
+	if w, _ := CheckWindow(ctx, s, 1, 5*segSize, 6*segSize); w.Segments != 0 || w.Gap != "000000010000000000000005" || w.ReachesStop {
+		t.Errorf("missing start: %+v", w)
+	}
+	// No gap: the run ends at the newest segment.
+	if w, _ := CheckWindow(ctx, s, 1, 6*segSize, 6*segSize+8); w.Gap != "" || w.Last != "000000010000000000000007" || !w.ReachesStop {
+		t.Errorf("tail: %+v", w)
+	}
+}
+
+func TestPushAhead(t *testing.T) {
+	ctx := context.Background()
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	pgwal := filepath.Join(t.TempDir(), "pg_wal")
+	status := filepath.Join(pgwal, "archive_status")
+	if err := os.MkdirAll(status, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for seg := 3; seg <= 8; seg++ {
+		n := wal.FileName(1, wal.SegNo(seg), segSize)
+		writeTemp(t, pgwal, n, segment(t, n))
+		mark := ".ready"
+		if seg == 7 {
+			mark = ".done"
+		}
+		writeTemp(t, status, n+mark, nil)
+	}
+	writeTemp(t, status, "00000002.history.ready", nil)
+	writeTemp(t, status, "../escape.ready", nil)
+	first := filepath.Join(pgwal, wal.FileName(1, 3, segSize))
+	ahead := ReadyAhead(first, 2)
+	if len(ahead) != 2 || filepath.Base(ahead[0]) != "000000010000000000000004" || filepath.Base(ahead[1]) != "000000010000000000000005" {
+		t.Fatalf("ReadyAhead: %v", ahead)
+	}
+	if all := ReadyAhead(first, 10); len(all) != 4 || filepath.Base(all[3]) != "000000010000000000000008" {
+		t.Fatalf("ReadyAhead(10): %v (the .done segment and the history file are not segments ahead)", all)
+	}
+	if _, err := PushWithAhead(ctx, s, first, ahead, nil); err != nil {
+		t.Fatal(err)
+	}
+	for seg := 3; seg <= 5; seg++ {
+		if ok, _ := s.Bucket.Exists(ctx, s.WALKey(wal.FileName(1, wal.SegNo(seg), segSize))); !ok {
+			t.Errorf("segment %d not archived", seg)
+		}
+	}
+	if ok, _ := s.Bucket.Exists(ctx, s.WALKey(wal.FileName(1, 6, segSize))); ok {
+		t.Error("pushed further ahead than asked")
+	}
+	// The server's own call for a segment pushed ahead: one lookup.
+	r, err := Push(ctx, s, ahead[0])
+	if err != nil || !r.AlreadyArchived {
+		t.Fatalf("push of a segment pushed ahead: %+v %v", r, err)
+	}
+	// A failing push ahead (the file vanished) does not fail the call.
+	os.Remove(filepath.Join(pgwal, wal.FileName(1, 8, segSize)))
+	if _, err := PushWithAhead(ctx, s, filepath.Join(pgwal, wal.FileName(1, 6, segSize)), ReadyAhead(filepath.Join(pgwal, wal.FileName(1, 6, segSize)), 4), nil); err != nil {
+		t.Fatalf("a vanished ahead file failed the call: %v", err)
+	}
+}
+
+func TestPrefetch(t *testing.T) {
+	ctx := context.Background()
+	s := storage.NewStore(memblob.OpenBucket(nil), "mem")
+	dir := t.TempDir()
+	data := map[string][]byte{}
+	for seg := 3; seg <= 6; seg++ {
+		n := wal.FileName(1, wal.SegNo(seg), segSize)
+		data[n] = segment(t, n)
+		if _, err := Push(ctx, s, writeTemp(t, dir, n, data[n])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pgwal := t.TempDir()
+	dest := filepath.Join(pgwal, "RECOVERYXLOG")
+	spool := SpoolDir(dest)
+	names := NextSegments("000000010000000000000003", segSize, 5)
+	if len(names) != 5 || names[0] != "000000010000000000000004" || names[4] != "000000010000000000000008" {
+		t.Fatalf("NextSegments: %v", names)
+	}
+	n, err := Prefetch(ctx, s, spool, names, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("Prefetch: %d %v (want 3: segments 4-6, then the archive ends)", n, err)
+	}
+	// Served from the spool: the archive is not asked (remove the object
+	// to prove it), and the file is the right one.
+	seg5 := "000000010000000000000005"
+	if err := s.Bucket.Delete(ctx, s.WALKey(seg5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Fetch(ctx, s, seg5, dest, FetchOptions{Spool: spool}); err != nil {
+		t.Fatalf("fetch from the spool: %v", err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, data[seg5]) {
+		t.Fatal("the spool served other content")
+	}
+	// Segment 4 (behind the server now) was cleared, 6 waits.
+	if _, err := os.Stat(filepath.Join(spool, "000000010000000000000004")); !os.IsNotExist(err) {
+		t.Error("an older spooled segment was kept")
+	}
+	if _, err := os.Stat(filepath.Join(spool, "000000010000000000000006")); err != nil {
+		t.Errorf("segment 6 is not spooled: %v", err)
+	}
+	// End of the archive: the spool is emptied.
+	if err := Fetch(ctx, s, "000000010000000000000009", dest, FetchOptions{Spool: spool, Attempts: 1}); !errors.Is(err, ErrNotArchived) {
+		t.Fatalf("absent: %v", err)
+	}
+	if ents, _ := os.ReadDir(spool); len(ents) != 2 {
+		t.Errorf("spool after the end of the archive: %v, want only .end and .lock", ents)
+	}
+	// A prefetcher starting after the end does nothing until resumed.
+	if n, err := Prefetch(ctx, s, spool, []string{"000000010000000000000006"}, 1); n != 0 || err != nil {
+		t.Errorf("prefetch after the end: %d %v", n, err)
+	}
+	ResumeSpool(spool)
+	if n, err := Prefetch(ctx, s, spool, []string{"000000010000000000000006"}, 1); n != 1 || err != nil {
+		t.Errorf("prefetch after resume: %d %v", n, err)
+	}
+}

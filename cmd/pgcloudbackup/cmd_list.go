@@ -14,6 +14,7 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
 // backupJSONFields documents backupJSON for the help of list and delete:
@@ -46,6 +47,8 @@ type backupJSON struct {
 	Error      string    `json:"error,omitempty"`
 	// Embedded by pointer: its fields appear only for complete backups.
 	*manifestJSON
+	// WAL is the recoverable window in the WAL archive (list --wal).
+	WAL *walarchive.Window `json:"wal,omitempty"`
 }
 
 type manifestJSON struct {
@@ -87,7 +90,7 @@ func toJSON(e *catalog.Entry) backupJSON {
 }
 
 func newListCommand(g *globalOptions) *cobra.Command {
-	all := false
+	all, withWAL := false, false
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the backups in the bucket, newest first",
@@ -108,14 +111,15 @@ this version cannot read.
 ` + backupJSONFields,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runList(cmd.Context(), g, all)
+			return runList(cmd.Context(), g, all, withWAL)
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "also list incomplete and unreadable backups")
+	cmd.Flags().BoolVar(&withWAL, "wal", false, "also show each backup's recoverable window in the WAL archive (one listing per backup)")
 	return cmd
 }
 
-func runList(ctx context.Context, g *globalOptions, all bool) error {
+func runList(ctx context.Context, g *globalOptions, all, withWAL bool) error {
 	store, cat, err := openCatalog(ctx, g)
 	if err != nil {
 		return err
@@ -131,10 +135,16 @@ func runList(ctx context.Context, g *globalOptions, all bool) error {
 			hidden++
 		}
 	}
+	windows, err := listWindows(ctx, store, shown, withWAL)
+	if err != nil {
+		return err
+	}
 	if g.json {
 		out := make([]backupJSON, 0, len(shown))
-		for _, e := range shown {
-			out = append(out, toJSON(e))
+		for i, e := range shown {
+			j := toJSON(e)
+			j.WAL = windows[i]
+			out = append(out, j)
 		}
 		writeJSON(g.stdout, out)
 		return nil
@@ -143,6 +153,7 @@ func runList(ctx context.Context, g *globalOptions, all bool) error {
 		fmt.Fprintf(g.stdout, "no backups in %s\n", cat.Where)
 	} else {
 		printBackupTable(g.stdout, shown)
+		printWindows(g.stdout, shown, windows)
 	}
 	if hidden > 0 {
 		fmt.Fprintf(g.stdout, "(%d incomplete or unreadable not shown: see 'pgcloudbackup list --all')\n", hidden)

@@ -44,6 +44,13 @@ pg_verifybackup can check it. The target (and each tablespace location) must
 be absent or empty; archive entries that would leave them are refused. On
 failure nothing of the partial restore is left behind.
 
+Point-in-time recovery: --target-time, --target-lsn, --target-xid or
+--target-name (with --target-action and --target-timeline), or plain
+--recovery / --standby, write recovery.signal (standby.signal) and a
+restore_command running this program's wal-fetch on the same bucket.
+"latest" is then the newest backup that can reach the target. The restored
+server gets archive_mode = off unless --archive-mode preserve.
+
 Every check comes before the first change. A restore never touches anything
 of a running PostgreSQL server (data directory, tablespaces, WAL directory),
 wherever it sits. --overwrite empties only the directories you named: the

@@ -10,8 +10,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
 func newShowCommand(g *globalOptions) *cobra.Command {
@@ -45,6 +47,13 @@ func runShow(ctx context.Context, g *globalOptions, ref string) error {
 		return err
 	}
 	printManifest(g.stdout, e)
+	// The recoverable window: one listing of the backup's timeline in the
+	// WAL archive (show is about one backup, so the cost is bounded).
+	if w, err := walarchive.CheckWindow(ctx, store, e.Manifest.Timeline, e.Manifest.StartLSN, e.Manifest.StopLSN); err == nil {
+		printWindow(g.stdout, w)
+	} else {
+		g.logger.Warn("could not read the WAL archive", "error", failure.OneLine(err))
+	}
 	return nil
 }
 

@@ -12,11 +12,12 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/restore"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
 func newVerifyCommand(g *globalOptions) *cobra.Command {
 	var jobs int
-	var showProgress bool
+	var showProgress, checkWAL bool
 	cmd := &cobra.Command{
 		Use:   "verify <id|latest>",
 		Short: "Check a backup end to end without restoring it",
@@ -36,15 +37,16 @@ can be restored by nothing: verify fails it.`,
 			if err := checkJobs(jobs); err != nil {
 				return err
 			}
-			return runVerify(cmd.Context(), g, args[0], jobs, showProgress)
+			return runVerify(cmd.Context(), g, args[0], jobs, showProgress, checkWAL)
 		},
 	}
 	cmd.Flags().IntVarP(&jobs, "jobs", "j", runtime.NumCPU(), "objects checked at once")
 	cmd.Flags().BoolVarP(&showProgress, "progress", "P", false, "show progress")
+	cmd.Flags().BoolVar(&checkWAL, "wal", false, "also check that the archived WAL from the backup onward is contiguous, and name the first gap")
 	return cmd
 }
 
-func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, showProgress bool) error {
+func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, showProgress, checkWAL bool) error {
 	store, e, err := findBackup(ctx, g, ref)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -61,6 +63,11 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 	if err != nil && ctx.Err() != nil {
 		return interruptedError("verify", ctx)
 	}
+	var window *walarchive.Window
+	var walErr error
+	if checkWAL && err == nil {
+		window, walErr = checkBackupWAL(ctx, store, e.Manifest)
+	}
 	if rep != nil {
 		for _, p := range rep.Problems {
 			g.logger.Error("verification problem", "backup", rep.ID, "problem", p)
@@ -73,7 +80,11 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 					status = "unrestorable"
 				}
 			}
-			writeJSON(g.stdout, map[string]any{"status": status, "report": rep})
+			out := map[string]any{"status": status, "report": rep}
+			if window != nil {
+				out["wal"] = window
+			}
+			writeJSON(g.stdout, out)
 		} else if err == nil {
 			fmt.Fprintf(g.stdout, "backup %s verified: %d objects, %d files, %s of data in %s\n",
 				rep.ID, rep.Objects, rep.Files, humanBytes(rep.Bytes), humanDuration(time.Since(began)))
@@ -82,7 +93,11 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 			} else {
 				fmt.Fprintf(g.stdout, "backup %s holds its WAL: it restores without a WAL archive\n", rep.ID)
 			}
+			printWindow(g.stdout, window)
 		}
+	}
+	if err == nil {
+		err = walErr
 	}
 	return err
 }

@@ -21,6 +21,7 @@ const (
 
 type walFetchFlags struct {
 	attempts int
+	prefetch int
 }
 
 func newWALFetchCommand(g *globalOptions) *cobra.Command {
@@ -44,12 +45,16 @@ arguments) — PostgreSQL then stops recovery rather than promote early.`,
 		},
 	}
 	cmd.Flags().IntVar(&f.attempts, "attempts", 3, "tries before a failing download stops recovery")
+	cmd.Flags().IntVar(&f.prefetch, "prefetch", 8, "download up to N following segments in the background into pg_wal/"+walarchive.SpoolDirName+" (0: off)")
 	return cmd
 }
 
 func runWALFetch(ctx context.Context, g *globalOptions, f *walFetchFlags, name, path string) error {
 	if f.attempts < 1 || f.attempts > 100 {
 		return usageError("--attempts must be between 1 and 100")
+	}
+	if f.prefetch < 0 || f.prefetch > 64 {
+		return usageError("--prefetch must be between 0 and 64")
 	}
 	if err := walarchive.CheckName(name); err != nil {
 		return err
@@ -64,9 +69,16 @@ func runWALFetch(ctx context.Context, g *globalOptions, f *walFetchFlags, name, 
 		return err
 	}
 	defer store.Close()
-	err = walarchive.Fetch(ctx, store, name, path, walarchive.FetchOptions{Attempts: f.attempts, Logger: g.logger})
+	opts := walarchive.FetchOptions{Attempts: f.attempts, Logger: g.logger}
+	if f.prefetch > 0 {
+		opts.Spool = walarchive.SpoolDir(path)
+	}
+	err = walarchive.Fetch(ctx, store, name, path, opts)
 	if errors.Is(err, walarchive.ErrNotArchived) {
 		g.logger.Debug("WAL file not in the archive", "file", name)
+	}
+	if err == nil && f.prefetch > 0 {
+		startPrefetch(g, name, path, f.prefetch)
 	}
 	return err
 }

@@ -182,6 +182,7 @@ found, 130 interrupted.`,
 	root.AddCommand(newWALPushCommand(g))
 	root.AddCommand(newWALFetchCommand(g))
 	root.AddCommand(newCheckCommand(g))
+	root.AddCommand(newWALPrefetchCommand(g))
 	return root
 }
 

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
+)
+
+// checkBackupWAL checks the archived WAL of backup m: a gap in its
+// timeline's segments from its start onward, or (for a backup without WAL)
+// an archive that does not reach its stop, is an error naming the segment.
+func checkBackupWAL(ctx context.Context, store *storage.Store, m *manifest.Backup) (*walarchive.Window, error) {
+	w, err := walarchive.CheckWindow(ctx, store, m.Timeline, m.StartLSN, m.StopLSN)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case w.NoArchive:
+		return w, failure.New(failure.Failed, "backup %s: no archived WAL in %s", m.ID, store.Display)
+	case !w.ReachesStop && !m.WALIncluded:
+		missing := w.Gap
+		if missing == "" {
+			missing = "the segments after " + w.Last
+		}
+		return w, failure.New(failure.Failed, "backup %s cannot become consistent from the archive: WAL segment %s is missing", m.ID, missing)
+	case w.Gap != "":
+		return w, failure.New(failure.Failed, "backup %s: archived WAL on timeline %d has a gap at %s: recoverable only up to LSN %s", m.ID, m.Timeline, w.Gap, w.End)
+	}
+	return w, nil
+}
+
+func printWindow(out io.Writer, w *walarchive.Window) {
+	if w == nil {
+		return
+	}
+	switch {
+	case w.NoArchive:
+		fmt.Fprintln(out, "  WAL archive: none")
+	case w.Segments == 0:
+		fmt.Fprintf(out, "  WAL archive: first needed segment %s missing\n", w.From)
+	default:
+		fmt.Fprintf(out, "  WAL archive: timeline %d, %d contiguous segments %s … %s, recoverable to LSN %s", w.Timeline, w.Segments, w.From, w.Last, w.End)
+		if w.Gap != "" {
+			fmt.Fprintf(out, " (GAP at %s)", w.Gap)
+		}
+		fmt.Fprintln(out)
+	}
+}
