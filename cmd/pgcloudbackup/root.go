@@ -35,11 +35,19 @@ type globalOptions struct {
 	// hardStop is cancelled on a second signal: uploads are cut (the
 	// first signal only stops the work and aborts uploads cleanly).
 	hardStop context.Context
+	// libraryLogs, when set (by main), gets the logger once it is built.
+	libraryLogs func(*slog.Logger)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWith(args, stdout, stderr, nil)
+}
+
+// runWith is run; libraryLogs (main's routeLibraryLogs) gets the logger
+// once the flags are parsed.
+func runWith(args []string, stdout, stderr io.Writer, libraryLogs func(*slog.Logger)) int {
 	out := &countingWriter{w: stdout}
-	g := &globalOptions{stdout: out, stderr: stderr}
+	g := &globalOptions{stdout: out, stderr: stderr, libraryLogs: libraryLogs}
 	ctx, hardStop, stopSignals := signalContexts()
 	defer stopSignals()
 	g.hardStop = hardStop
@@ -201,6 +209,9 @@ func (g *globalOptions) setup() error {
 		g.logger = slog.New(slog.NewJSONHandler(g.stderr, hopts))
 	default:
 		return usageError("--log-format must be text or json, not %q", g.logFormat)
+	}
+	if g.libraryLogs != nil {
+		g.libraryLogs(g.logger)
 	}
 	return nil
 }
