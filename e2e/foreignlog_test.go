@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -53,12 +54,21 @@ func TestForeignLogLines(t *testing.T) {
 	accelBucket := bucket + "&accelerate=true"
 	textLine := regexp.MustCompile(`^time=\S+ level=(DEBUG|INFO|WARN|ERROR) msg=`)
 
+	// The Azure SDK prints its own request log on stderr when
+	// AZURE_SDK_GO_LOGGING=all.
+	azBucket := "azblob://foreignlog?protocol=http&localemu=true&domain=" + strings.TrimPrefix(srv.URL, "http://")
+	azEnv := []string{"AZURE_SDK_GO_LOGGING=all", "AZURE_STORAGE_ACCOUNT=devstoreaccount1",
+		"AZURE_STORAGE_KEY=" + base64.StdEncoding.EncodeToString([]byte("not-a-real-key"))}
+
 	for _, tc := range []struct {
 		name, bucket, want string
+		env                []string
 	}{
-		{"imds", bucket, "falling back to IMDSv1"},
-		{"stdlog", accelBucket, "UseAccelerate is not compatible with UsePathStyle"},
+		{"imds", bucket, "falling back to IMDSv1", nil},
+		{"stdlog", accelBucket, "UseAccelerate is not compatible with UsePathStyle", nil},
+		{"azure", azBucket, "OUTGOING REQUEST", azEnv},
 	} {
+		env := append(append([]string{}, env...), tc.env...)
 		t.Run(tc.name+"/json", func(t *testing.T) {
 			tokenRequests.Store(0)
 			credRequests.Store(0)
