@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -37,6 +38,9 @@ type globalOptions struct {
 	hardStop context.Context
 	// libraryLogs, when set (by main), gets the logger once it is built.
 	libraryLogs func(*slog.Logger)
+	// term is stderr when it is a terminal, shared by the log and the
+	// progress bar (nil otherwise).
+	term *progress.Term
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -202,11 +206,12 @@ func (g *globalOptions) setup() error {
 		level = slog.LevelWarn
 	}
 	hopts := &slog.HandlerOptions{Level: level}
+	logOut := g.logOutput()
 	switch g.logFormat {
 	case "text":
-		g.logger = slog.New(slog.NewTextHandler(g.stderr, hopts))
+		g.logger = slog.New(slog.NewTextHandler(logOut, hopts))
 	case "json":
-		g.logger = slog.New(slog.NewJSONHandler(g.stderr, hopts))
+		g.logger = slog.New(slog.NewJSONHandler(logOut, hopts))
 	default:
 		return usageError("--log-format must be text or json, not %q", g.logFormat)
 	}
