@@ -14,12 +14,12 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
-	gcaws "gocloud.dev/aws"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/s3blob"
 
@@ -150,10 +150,38 @@ func openS3(ctx context.Context, bu *bucketURL, opts Options, log *slog.Logger) 
 		}
 	}
 
-	cfg, err := gcaws.V2ConfigFromURLParams(ctx, q)
+	maxAttempts, maxBackoff := opts.Retry.MaxAttempts, opts.Retry.MaxBackoff
+	if maxAttempts <= 0 {
+		maxAttempts = defaultMaxAttempts
+	}
+	if maxBackoff <= 0 {
+		maxBackoff = defaultMaxBackoff
+	}
+	// The credential chain's clients (instance metadata, STS) get the
+	// retryer gocloud gave them; S3 gets ours, set after loading.
+	chainRetryer := config.WithRetryer(func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = limiter })
+	})
+	retryer := func() aws.Retryer {
+		std := retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = maxAttempts
+			o.MaxBackoff = maxBackoff
+			o.RateLimiter = limiter
+		})
+		return &loggingRetryer{RetryerV2: std, log: log}
+	}
+	// The SDK's default logger prints to stderr, which carries only our log
+	// lines; it must be given at load time, or the credential chain's
+	// clients (instance metadata: "falling back to IMDSv1") keep the
+	// default. Reading any multipart object logs "Skipped validation of
+	// multipart checksum" (its composite checksum cannot be checked against
+	// the body); single-part objects still are validated, so validation
+	// stays on (response_checksum_validation=when_supported) and the SDK's
+	// lines go to our logger at Debug.
+	cfg, err := loadAWSConfig(ctx, q, config.WithLogger(sdkLogger{log}), chainRetryer)
 	if err != nil {
-		if strings.Contains(err.Error(), "invalid value") || strings.Contains(err.Error(), "unknown query parameter") {
-			return nil, nil, usageErr("s3 bucket URL: %v", err)
+		if failure.KindOf(err) == failure.Usage {
+			return nil, nil, err
 		}
 		return nil, nil, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("load AWS configuration: %s", firstLine(err.Error())),
@@ -164,28 +192,7 @@ func openS3(ctx context.Context, bu *bucketURL, opts Options, log *slog.Logger) 
 			Err:  fmt.Errorf("no AWS region for bucket %s", bu.bucket),
 			Hint: "add region=REGION to the bucket URL or set AWS_REGION (MinIO: us-east-1)"}
 	}
-	maxAttempts, maxBackoff := opts.Retry.MaxAttempts, opts.Retry.MaxBackoff
-	if maxAttempts <= 0 {
-		maxAttempts = defaultMaxAttempts
-	}
-	if maxBackoff <= 0 {
-		maxBackoff = defaultMaxBackoff
-	}
-	cfg.Retryer = func() aws.Retryer {
-		std := retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = maxAttempts
-			o.MaxBackoff = maxBackoff
-			o.RateLimiter = limiter
-		})
-		return &loggingRetryer{RetryerV2: std, log: log}
-	}
-	// The SDK's default logger prints to stderr, which carries only our log
-	// lines. Reading any multipart object logs "Skipped validation of
-	// multipart checksum" (its composite checksum cannot be checked against
-	// the body); single-part objects still are validated, so validation
-	// stays on (response_checksum_validation=when_supported) and the SDK's
-	// lines go to our logger at Debug.
-	cfg.Logger = sdkLogger{log}
+	cfg.Retryer = retryer
 	clientOpts = append(clientOpts, func(o *s3.Options) {
 		o.APIOptions = append(o.APIOptions, addAttemptCounter)
 	})

@@ -10,5 +10,5 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runWith(os.Args[1:], os.Stdout, os.Stderr, routeLibraryLogs))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -17,10 +18,7 @@ func startProgress(g *globalOptions, p *progress.Counter, enabled bool) (stop fu
 	if !enabled {
 		return func() {}
 	}
-	tty := false
-	if f, ok := g.stderr.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+	tty := g.term != nil
 	interval := 10 * time.Second
 	if tty {
 		interval = 250 * time.Millisecond
@@ -37,14 +35,14 @@ func startProgress(g *globalOptions, p *progress.Counter, enabled bool) (stop fu
 			select {
 			case <-done:
 				if tty {
-					fmt.Fprint(g.stderr, "\r"+progressLine(p, start, est, time.Now())+"\n")
+					g.term.Finish(progressLine(p, start, est, time.Now()))
 				} else {
 					logProgress(g, p, est, time.Now())
 				}
 				return
 			case now := <-t.C:
 				if tty {
-					fmt.Fprint(g.stderr, "\r"+progressLine(p, start, est, now))
+					g.term.Draw(progressLine(p, start, est, now))
 				} else {
 					logProgress(g, p, est, now)
 				}
@@ -55,6 +53,24 @@ func startProgress(g *globalOptions, p *progress.Counter, enabled bool) (stop fu
 		close(done)
 		<-finished
 	}
+}
+
+// logOutput is where the log goes: stderr, through a progress.Term when it
+// is a terminal, so that a log record clears the progress bar first and
+// redraws it after (the bar draws through the same Term).
+func (g *globalOptions) logOutput() io.Writer {
+	f, ok := g.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return g.stderr
+	}
+	g.term = progress.NewTerm(f, func() int {
+		w, _, err := term.GetSize(int(f.Fd()))
+		if err != nil {
+			return 0
+		}
+		return w
+	})
+	return g.term
 }
 
 func logProgress(g *globalOptions, p *progress.Counter, est *etaEstimator, now time.Time) {

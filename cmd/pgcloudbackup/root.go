@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -35,11 +36,22 @@ type globalOptions struct {
 	// hardStop is cancelled on a second signal: uploads are cut (the
 	// first signal only stops the work and aborts uploads cleanly).
 	hardStop context.Context
+	// libraryLogs, when set (by main), gets the logger once it is built.
+	libraryLogs func(*slog.Logger)
+	// term is stderr when it is a terminal, shared by the log and the
+	// progress bar (nil otherwise).
+	term *progress.Term
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWith(args, stdout, stderr, nil)
+}
+
+// runWith is run; libraryLogs (main's routeLibraryLogs) gets the logger
+// once the flags are parsed.
+func runWith(args []string, stdout, stderr io.Writer, libraryLogs func(*slog.Logger)) int {
 	out := &countingWriter{w: stdout}
-	g := &globalOptions{stdout: out, stderr: stderr}
+	g := &globalOptions{stdout: out, stderr: stderr, libraryLogs: libraryLogs}
 	ctx, hardStop, stopSignals := signalContexts()
 	defer stopSignals()
 	g.hardStop = hardStop
@@ -195,13 +207,17 @@ func (g *globalOptions) setup() error {
 		level = slog.LevelWarn
 	}
 	hopts := &slog.HandlerOptions{Level: level}
+	logOut := g.logOutput()
 	switch g.logFormat {
 	case "text":
-		g.logger = slog.New(slog.NewTextHandler(g.stderr, hopts))
+		g.logger = slog.New(slog.NewTextHandler(logOut, hopts))
 	case "json":
-		g.logger = slog.New(slog.NewJSONHandler(g.stderr, hopts))
+		g.logger = slog.New(slog.NewJSONHandler(logOut, hopts))
 	default:
 		return usageError("--log-format must be text or json, not %q", g.logFormat)
+	}
+	if g.libraryLogs != nil {
+		g.libraryLogs(g.logger)
 	}
 	return nil
 }
