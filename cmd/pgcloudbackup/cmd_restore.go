@@ -102,6 +102,11 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if f.target == "" {
 		return usageError("restore needs --target DIR")
 	}
+	// First: a recovery target turns on --recovery and brings the
+	// restore_command running wal-fetch, which the options below carry.
+	if err := preparePITR(g, f); err != nil {
+		return err
+	}
 	opts := restore.Options{
 		Target:         f.target,
 		Jobs:           f.jobs,
@@ -125,9 +130,6 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	// Checked before anything is restored: a bad value changes nothing.
 	confSettings, err := f.conf.Settings(f.standby)
 	if err != nil {
-		return err
-	}
-	if err := preparePITR(g, f); err != nil {
 		return err
 	}
 	store, e, err := findRestoreBackup(ctx, g, ref, f.pitr.target, f.recovery || f.standby)
