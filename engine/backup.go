@@ -632,6 +632,7 @@ func cleanup(res *storage.Reservation, run *backupRun, uploadCtx context.Context
 	}
 	ctx, cancel := context.WithTimeout(uploadCtx, time.Minute)
 	defer cancel()
+	logger.Debug("removing what the failed backup wrote", "cause", cause)
 	n, err := res.Discard(ctx)
 	if err != nil {
 		logger.Warn(fmt.Sprintf("could not remove everything the failed backup wrote; it stays listed as incomplete ('pgcloudbackup list --all') and 'pgcloudbackup delete %s' removes it", res.ID), "error", err)

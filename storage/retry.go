@@ -53,6 +53,12 @@ func setGCSRetry(b *blob.Bucket, r Retry, log *slog.Logger) {
 	}
 	max := r.attempts()
 	c.SetRetry(
+		// Every call we make is safe to repeat: each key is written once
+		// per run with fixed content, and a delete that finds the object
+		// already gone is a success. Without it the client retries no
+		// DELETE, so a failed backup's cleanup gave up on the first
+		// transient error and left its objects behind.
+		storage.WithPolicy(storage.RetryAlways),
 		storage.WithMaxAttempts(max),
 		storage.WithBackoff(gax.Backoff{Initial: r.firstBackoff(), Max: r.maxBackoff(), Multiplier: 2}),
 		storage.WithErrorFuncWithContext(func(err error, rc *storage.RetryContext) bool {
