@@ -20,6 +20,7 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/faultyblob"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/uploader"
@@ -327,12 +328,13 @@ func TestBackupServerStopsMidway(t *testing.T) {
 	inner, faults, store := observedMemStore()
 	opts := backupOptions(t, c)
 	opts.MaxRate = 2 << 20 // ~15 s for this cluster: time to stop the server
+	opts.Progress = &progress.Counter{}
 	errc := make(chan error, 1)
 	go func() {
 		_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
 		errc <- err
 	}()
-	waitForUploadedBytes(t, faults, errc)
+	waitForUploadedBytes(t, faults, opts.Progress, errc)
 	c.Crash()
 	err := <-errc
 	if err == nil || !strings.Contains(err.Error(), "lost the backup session") {
@@ -350,6 +352,7 @@ func TestBackupCancelled(t *testing.T) {
 	inner, faults, store := observedMemStore()
 	opts := backupOptions(t, c)
 	opts.MaxRate = 2 << 20
+	opts.Progress = &progress.Counter{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
@@ -357,7 +360,7 @@ func TestBackupCancelled(t *testing.T) {
 		_, err := Backup(ctx, store, newUploader(store, opts.Codec), opts)
 		errc <- err
 	}()
-	waitForUploadedBytes(t, faults, errc)
+	waitForUploadedBytes(t, faults, opts.Progress, errc)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("backup error = %v, want cancellation", err)
@@ -374,13 +377,17 @@ func observedMemStore() (*blob.Bucket, *faultyblob.Faults, *storage.Store) {
 	return inner, faults, storage.NewStore(faultyblob.New(inner, faults), "mem")
 }
 
-// waitForUploadedBytes waits until the backup has written archive bytes to
-// the bucket (so pg_backup_start has run and an upload is in flight), and
-// fails if the backup ends first.
-func waitForUploadedBytes(t *testing.T, faults *faultyblob.Faults, errc <-chan error) {
+// waitForUploadedBytes waits until the backup copies data (so
+// pg_backup_start has run) and has written archive bytes to the bucket
+// beyond its ID reservation (one write, made before the server is
+// touched), so an upload is in flight; it fails if the backup ends first.
+func waitForUploadedBytes(t *testing.T, faults *faultyblob.Faults, p *progress.Counter, errc <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	for faults.Calls(faultyblob.Write) == 0 {
+	for {
+		if done, _, _ := p.Snapshot(); done > 0 && faults.Calls(faultyblob.Write) >= 2 {
+			break
+		}
 		select {
 		case err := <-errc:
 			t.Fatalf("backup ended (%v) before it uploaded anything", err)
