@@ -3,13 +3,16 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/testenv"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
 )
 
@@ -73,17 +76,31 @@ func TestBoundedMemory(t *testing.T) {
 }
 
 // cliRSS runs the binary and returns what it did and its peak resident set
-// in bytes.
+// in bytes, as GNU time reports it. Not the rusage Go gets back from the
+// child: Go starts children with vfork semantics (CLONE_VM), and Linux
+// carries the parent's high-water mark into the child's ru_maxrss across
+// exec, so under -race the test process's gigabytes were reported. time(1)
+// forks the binary from a small process of its own.
 func cliRSS(t *testing.T, env []string, args ...string) (result, int64) {
 	t.Helper()
+	timeBin, err := exec.LookPath("/usr/bin/time")
+	if err != nil {
+		testenv.Unavailable(t, "GNU time (/usr/bin/time, Debian package time): %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "maxrss")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, timeBin, append([]string{"-f", "%M", "-o", out, binary}, args...)...)
 	cmd.Env = append(cleanEnv(), env...)
 	r := runCmd(t, cmd)
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		t.Fatal("no rusage for the child on this platform")
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("time(1) wrote no report: %v\n%s", err, r)
 	}
-	return r, ru.Maxrss << 10 // Linux: KiB
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
+	if err != nil || kib <= 0 {
+		t.Fatalf("time(1) report %q: %v", data, err)
+	}
+	return r, kib << 10
 }

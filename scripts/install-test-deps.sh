@@ -16,6 +16,8 @@ have_pg || missing+=("postgresql-${PG_MAJOR}" "postgresql-contrib-${PG_MAJOR}")
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v lz4 >/dev/null 2>&1 || missing+=(lz4)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# GNU time measures the peak memory of the binary (e2e memory test, bench).
+[[ -x /usr/bin/time ]] || missing+=(time)
 # deploy/ checks the example units with systemd-analyze verify.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
