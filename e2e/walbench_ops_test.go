@@ -98,12 +98,31 @@ func TestBenchWALKeepUp(t *testing.T) {
 	c := pgtest.New(t, pgtest.Options{Conf: map[string]string{
 		"archive_mode": "on", "archive_command": a.cmd, "max_wal_size": "4GB"}})
 	c.Pgbench(20)
+	c.Exec("postgres", "CREATE TABLE bulk (id int, pad text)")
+	bulk := filepath.Join(pgtest.TempDir(t, "keepup-"), "bulk.sql")
+	// 1000 rows of 500 bytes per transaction: about 0.6 MiB of WAL each.
+	if err := os.WriteFile(bulk, []byte("INSERT INTO bulk SELECT g, repeat(md5(g::text), 16) FROM generate_series(1, 1000) g;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct{ name, args string }{
+		{"tpcb (pgbench default)", ""},
+		{"bulk insert (-f bulk.sql)", "-f " + bulk},
+	} {
+		keepUp(t, c, secs, w.name, w.args)
+	}
+}
+
+// keepUp runs one pgbench workload for secs and reports what the archiver
+// did meanwhile.
+func keepUp(t *testing.T, c *pgtest.Cluster, secs int, name, extra string) {
 	switchAndWaitArchived(t, c)
 	startLSN := c.QueryString("postgres", "SELECT pg_current_wal_lsn()")
 	startSeg := c.QueryString("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())")
 	startCount, _ := strconv.ParseInt(c.QueryString("postgres", "SELECT archived_count FROM pg_stat_archiver"), 10, 64)
 	load0 := loadAvg()
-	out, err := c.Client("pgbench", "-c", "4", "-j", "2", "-T", strconv.Itoa(secs), "-n", "postgres").CombinedOutput()
+	args := []string{"-c", "4", "-j", "2", "-T", strconv.Itoa(secs), "-n"}
+	args = append(args, strings.Fields(extra)...)
+	out, err := c.Client("pgbench", append(args, "postgres")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pgbench: %v\n%s", err, out)
 	}
@@ -122,16 +141,16 @@ func TestBenchWALKeepUp(t *testing.T) {
 	ready := readyFiles(t, c.DataDir)
 	written := segDistance(t, startSeg, cur) // completed segments since the start
 	lag := int64(0)
-	if lastArchived != "" && len(lastArchived) == 24 {
+	if len(lastArchived) == 24 {
 		lag = segDistance(t, lastArchived, cur) - 1 // completed but not yet archived
 	}
-	t.Logf("pgbench -c 4 -j 2 -T %d: %s (load before %s, after %s)", secs, tps, load0, loadAvg())
-	t.Logf("WAL written %s bytes = %d completed segments; archiver reported %d archived in that time (failed_count %d); last archived %s, current %s: lag %d segments, %d .ready files",
-		walBytes, written, countNow-startCount, mustAtoi(failed), lastArchived, cur, lag, ready)
+	t.Logf("keep-up %s: pgbench -c 4 -j 2 -T %d: %s (load before %s, after %s)", name, secs, tps, load0, loadAvg())
+	t.Logf("keep-up %s: WAL written %s bytes = %d completed segments (%.1f/s); archived meanwhile %d (failed_count %d); at the end last archived %s, current %s: lag %d segments, %d .ready files",
+		name, walBytes, written, float64(written)/float64(secs), countNow-startCount, mustAtoi(failed), lastArchived, cur, lag, ready)
 	// Catch-up: switch once and time until the last completed segment is archived.
 	seg := c.QueryString("postgres", "SELECT pg_walfile_name(pg_switch_wal())")
 	waitQuery(t, c, "SELECT coalesce(last_archived_wal >= '"+seg+"', false)::text FROM pg_stat_archiver", "true", 30*time.Minute)
-	t.Logf("archiver caught up with %s %.1fs after pgbench ended", seg, time.Since(end).Seconds())
+	t.Logf("keep-up %s: archiver caught up with %s %.1fs after pgbench ended", name, seg, time.Since(end).Seconds())
 }
 
 func mustAtoi(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
