@@ -88,6 +88,14 @@ func TestCheckWALPushArchive(t *testing.T) {
 		t.Errorf("lag_seconds %s, want 0", v)
 	}
 
+	// check pointed at another bucket than archive_command's: the server's
+	// last archived segment is not there.
+	otherEnv := append(c.Env(), "PGCLOUDBACKUP_BUCKET=file://"+t.TempDir())
+	code, w = runCheckWAL(t, otherEnv)
+	if code != 3 || w.Status != "fail" || !strings.Contains(w.Detail, "is not in") || !strings.Contains(w.Hint, "another bucket") {
+		t.Fatalf("check on another bucket than wal-push's: exit %d %+v", code, w)
+	}
+
 	// A forged segment from the future in the bucket (untrusted input).
 	forged := filepath.Join(bucketDir, "wal", "00000001", "0000000100000000000000F0.zst")
 	if err := os.WriteFile(forged, []byte("not wal"), 0o644); err != nil {
