@@ -161,3 +161,64 @@ func TestCheckWALPushArchive(t *testing.T) {
 	assertOneLineError(t, cli(t, env, "check", "--max-wal-lag=-3"), 2, "--max-wal-lag")
 	assertOneLineError(t, cli(t, env, "check", "--max-wal-lag", "soon"), 2, "--max-wal-lag")
 }
+
+// TestCheckWALArchiveStalled: an archiver that is stuck, not failing
+// (archive_command waits on a gate), looks healthy to pg_stat_archiver;
+// check fails on the lag in the bucket by segment count and by age, and
+// passes again once the archive catches up.
+func TestCheckWALArchiveStalled(t *testing.T) {
+	dir := pgtest.TempDir(t, "checkwal-stall-")
+	bucketDir := filepath.Join(dir, "bucket")
+	gate := filepath.Join(dir, "gate")
+	script := filepath.Join(dir, "archive.sh")
+	bucket := "file://" + bucketDir
+	body := "#!/bin/sh\nwhile [ ! -e " + gate + " ]; do sleep 0.1; done\nexec " + binary + " wal-push --bucket " + bucket + " \"$1\"\n"
+	if err := os.MkdirAll(bucketDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, dir)
+	}
+	c := pgtest.New(t, pgtest.Options{Conf: map[string]string{"archive_mode": "on", "archive_command": "'" + script + " %p'"}})
+	env := append(c.Env(), "PGCLOUDBACKUP_BUCKET="+bucket)
+	c.Exec("postgres", "CREATE TABLE t (x int)")
+	switchAndWaitArchived(t, c)
+	if code, w := runCheckWAL(t, env); code != 0 {
+		t.Fatalf("healthy: exit %d %+v", code, w)
+	}
+
+	// Close the gate: the archiver waits, nothing fails.
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	writeAndSwitch(t, c, 20)
+	code, w := runCheckWAL(t, env)
+	if code != 3 || w.Status != "fail" || !regexp.MustCompile(`lags the server by (19|2[0-9]) completed segments \(more than --max-wal-lag 16 segments\)`).MatchString(w.Detail) {
+		t.Fatalf("stalled archiver, 20 segments waiting: exit %d %+v", code, w)
+	}
+	if got := c.QueryString("postgres", "SELECT failed_count FROM pg_stat_archiver"); got != "0" {
+		t.Fatalf("the stalled archiver reported failures (%s): the test no longer shows a lag the server does not see", got)
+	}
+	if code, w := runCheckWAL(t, env, "--max-wal-lag", "1h"); code != 0 {
+		t.Fatalf("--max-wal-lag 1h with segments waiting a few seconds: exit %d %+v", code, w)
+	}
+	code, w = runCheckWAL(t, env, "--max-wal-lag", "1ns")
+	if code != 3 || !strings.Contains(w.Detail, "more than --max-wal-lag 1ns") {
+		t.Fatalf("--max-wal-lag 1ns with segments waiting: exit %d %+v", code, w)
+	}
+
+	// Open the gate: the archive catches up.
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	switchAndWaitArchived(t, c)
+	if code, w := runCheckWAL(t, env, "--max-wal-lag", "0"); code != 0 || !strings.Contains(w.Detail, " 0 completed segments behind") {
+		t.Fatalf("caught up: exit %d %+v", code, w)
+	}
+}
