@@ -7,7 +7,7 @@ BIN := bin/pgcloudbackup
 # Tests need a few minutes on 2 cores; the deadline is a guard, not a target.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-unit deps vet fmt bench clean release-check release-snapshot
+.PHONY: all build demo test test-unit deps vet fmt bench clean release-check release-snapshot bench-wal
 
 all: build
 
@@ -46,6 +46,12 @@ fmt:
 # Throughput and peak memory against pg_basebackup on the same data.
 bench: build deps
 	scripts/bench.sh
+	scripts/bench-wal.sh
+
+# WAL archiving alone: wal-push/wal-fetch rates, a real recovery with and
+# without prefetch, and whether archiving keeps up with pgbench -c 4.
+bench-wal: deps
+	scripts/bench-wal.sh
 
 # Release archives (.goreleaser.yaml) with the pinned goreleaser: check the
 # config, then build every archive into dist/ without publishing anything.

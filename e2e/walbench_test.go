@@ -120,7 +120,7 @@ func segmentsIn(t *testing.T, dir string) []string {
 func report(t *testing.T, what string, n int, total time.Duration, lat []time.Duration) {
 	s := append([]time.Duration(nil), lat...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	t.Logf("%-26s %d segments in %6.1fs: %5.1f segments/s, %5.0f MiB/s; per call p50 %v p90 %v max %v",
+	t.Logf("%-26s %d segments in %6.1fs: %5.1f segments/s, %5.0f MiB/s; per call p50 %v p95 %v max %v",
 		what, n, total.Seconds(), float64(n)/total.Seconds(), float64(n*16)/total.Seconds(),
-		s[len(s)/2].Round(time.Millisecond), s[len(s)*9/10].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
+		s[len(s)/2].Round(time.Millisecond), s[len(s)*95/100].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
 }

@@ -27,7 +27,8 @@ type ServerInfo struct {
 	DataChecksums    bool
 	InRecovery       bool
 	// DataDirectory is "" when the role may not read it.
-	DataDirectory string
+	DataDirectory  string
+	WALSegmentSize int64
 }
 
 // Inspect connects (dsn "" reads the libpq environment) and runs the backup's
@@ -56,7 +57,7 @@ func (v *Server) Info() ServerInfo {
 	return ServerInfo{
 		Address: i.Address, Version: i.Version, VersionNum: i.VersionNum,
 		SystemIdentifier: i.SystemIdentifier, WALLevel: i.WALLevel, DataChecksums: i.DataChecksums,
-		InRecovery: i.InRecovery, DataDirectory: i.DataDirectory,
+		InRecovery: i.InRecovery, DataDirectory: i.DataDirectory, WALSegmentSize: i.WALSegmentSize,
 	}
 }
 

@@ -30,6 +30,7 @@ type checkFlags struct {
 	maxAge      string
 	noServer    bool
 	metricsFile string
+	maxWALLag   string
 }
 
 // Check statuses.
@@ -69,7 +70,12 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
   backups      the newest complete backup, and with --max-age its age
   wal-archive  WAL archiving is on and not failing (pg_stat_archiver),
                when the newest backup relies on it (taken without --wal),
-               or whenever archive_mode is on
+               or whenever archive_mode is on; when archive_command runs
+               wal-push (or the bucket holds a wal/ archive), the bucket's
+               newest segment of the server's timeline is compared with the
+               server's: fail when more than --max-wal-lag completed
+               segments are missing, or the server's last archived file is
+               not in the bucket
 
 A check that cannot run because an earlier one failed is "skip". --no-server
 checks only the bucket and the backups (for a host without database access).
@@ -90,6 +96,7 @@ Exit 0 when no check failed, 3 otherwise. --json prints
 	fl.StringVarP(&f.pgdata, "pgdata", "D", "", "data directory (default: the server's data_directory)")
 	fl.StringVar(&f.maxAge, "max-age", "", "fail when the newest complete backup is older than this (e.g. 26h, 2d)")
 	fl.BoolVar(&f.noServer, "no-server", false, "skip the server, data directory and WAL archiving checks")
+	fl.StringVar(&f.maxWALLag, "max-wal-lag", defaultMaxWALLag, "with a wal-push archive in the bucket: fail when more completed segments than this (or, given as a duration such as 1h, segments older than this) are not in it")
 	fl.StringVar(&f.metricsFile, "metrics-file", "", "write Prometheus textfile metrics to this file (atomically)")
 	return cmd
 }
@@ -102,6 +109,7 @@ type checkRun struct {
 	now     time.Time
 	metrics *runMetrics
 	results []checkResult
+	walLag  walLagLimit
 
 	server   *engine.Server
 	store    *storage.Store
@@ -134,6 +142,11 @@ func runCheck(ctx context.Context, g *globalOptions, f *checkFlags, m *runMetric
 		}
 		c.maxAge = d
 	}
+	lag, err := parseWALLag(f.maxWALLag)
+	if err != nil {
+		return err
+	}
+	c.walLag = lag
 	if g.bucket == "" {
 		return usageError("no bucket: give --bucket URL or set PGCLOUDBACKUP_BUCKET")
 	}
@@ -374,8 +387,34 @@ func (c *checkRun) checkServerArchiving(ctx context.Context) {
 		c.add(name, checkFail, "archive_mode is "+a.Mode+" but neither archive_command nor archive_library is set: WAL accumulates in pg_wal", "set archive_command")
 		return
 	}
+	var ours *bucketArchive
+	if use, err := c.usesOurArchive(ctx, a); err != nil {
+		c.fail(name, err)
+		return
+	} else if use && c.store == nil {
+		c.add(name, checkFail, a.String()+"; the wal-push archive cannot be compared: needs the bucket check", "")
+		return
+	} else if use {
+		if ours, err = c.inspectBucketArchive(ctx, a); err != nil {
+			c.fail(name, err)
+			return
+		}
+		c.recordArchiveMetrics(ours)
+	}
 	if a.Failing() {
-		c.add(name, checkFail, "archiving is failing: "+a.String(), "see the server log for the archive_command's error")
+		detail := "archiving is failing: " + a.String()
+		if ours != nil {
+			detail += "; " + ours.summary()
+		}
+		c.add(name, checkFail, detail, "see the server log for the archive_command's error")
+		return
+	}
+	if ours != nil && ours.problem != "" {
+		c.add(name, checkFail, ours.problem+" ("+a.String()+")", ours.hint)
+		return
+	}
+	if ours != nil {
+		c.add(name, checkOK, a.String()+"; "+ours.summary(), "")
 		return
 	}
 	c.add(name, checkOK, a.String(), "")
