@@ -109,8 +109,13 @@ func (s *Store) Upload(ctx context.Context, key string, r io.Reader, opts *blob.
 // uploadS3 hands r to s3blob's transfer manager, which aborts the multipart
 // upload itself when r fails; then it sweeps what a failure left pending.
 func (s *Store) uploadS3(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {
-	o.BeforeWrite = tuneS3Upload(s.s3, o.BufferSize, o.MaxConcurrency, o.BeforeWrite)
-	err := s.Bucket.Upload(ctx, key, r, o)
+	var err error
+	if s.pooledS3(key, o) {
+		err = s.uploadS3Pooled(ctx, key, r, o)
+	} else {
+		o.BeforeWrite = tuneS3Upload(s.s3, o.BufferSize, o.MaxConcurrency, o.BeforeWrite)
+		err = s.Bucket.Upload(ctx, key, r, o)
+	}
 	if err != nil {
 		s.sweep(ctx, key)
 	}

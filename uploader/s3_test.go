@@ -19,7 +19,13 @@ const bucketName = "uploader-test"
 // TestS3 runs the uploader against a real MinIO: multipart streaming, an
 // abort after several parts, and a hard shutdown, each checked with the
 // server's own list of pending multipart uploads.
-func TestS3(t *testing.T) {
+func TestS3(t *testing.T) { testS3(t, nil) }
+
+// TestS3PooledParts is TestS3 with every part buffer from one pool of two
+// 5 MiB parts shared by all uploads (the budget --memory sets).
+func TestS3PooledParts(t *testing.T) { testS3(t, storage.NewPartPool(10<<20)) }
+
+func testS3(t *testing.T, pool *storage.PartPool) {
 	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
 	m.CreateBucket(t, bucketName)
 	m.SetEnv(t)
@@ -29,6 +35,7 @@ func TestS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	store.SetPartPool(pool)
 	bucket := store.Bucket
 	newUploader := func(c codec.Codec) *Uploader {
 		return New(store, Options{Codec: c, PartSize: 5 << 20})

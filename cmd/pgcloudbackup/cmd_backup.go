@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/engine"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/uploader"
 )
 
@@ -30,6 +30,7 @@ type backupFlags struct {
 	jobs              int
 	partSize          string
 	uploadConcurrency int
+	memory            string
 	maxPartsPerObject int // hidden, for tests: forces archives to roll over into next objects
 }
 
@@ -55,7 +56,7 @@ reserves it with a temporary replication slot: the role needs the
 REPLICATION attribute and a free slot (max_replication_slots).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBackup(cmd.Context(), g, f)
+			return runBackup(cmd, g, f)
 		},
 	}
 	fl := cmd.Flags()
@@ -72,13 +73,15 @@ REPLICATION attribute and a free slot (max_replication_slots).`,
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "archive parts written concurrently")
 	fl.StringVar(&f.partSize, "part-size", "", "multipart upload part size, e.g. 16MiB (default: from the archive size)")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight per archive part object")
+	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 64MiB: jobs and upload concurrency left at their defaults shrink to fit (default: part size × upload concurrency × jobs + jobs × 6MiB + 20MiB)")
 	// Tests make small archives roll over into several objects with it.
 	fl.IntVar(&f.maxPartsPerObject, "max-parts-per-object", 0, "multipart parts one object may have (default: the backend's limit)")
 	_ = fl.MarkHidden("max-parts-per-object")
 	return cmd
 }
 
-func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
+func runBackup(cmd *cobra.Command, g *globalOptions, f *backupFlags) error {
+	ctx := cmd.Context()
 	if f.wal && f.noWAL {
 		return usageError("--wal and --no-wal contradict each other: give one")
 	}
@@ -103,11 +106,25 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags) error {
 	if f.uploadConcurrency < 1 || f.uploadConcurrency > 32 {
 		return usageError("--upload-concurrency must be between 1 and 32, not %d", f.uploadConcurrency)
 	}
+	memLimit, err := parseMemory(f.memory)
+	if err != nil {
+		return err
+	}
+	fl := cmd.Flags()
+	jobs, conc, partPool, err := fitBackup(memLimit, partSize, f.jobs, f.uploadConcurrency, fl.Changed("jobs"), fl.Changed("upload-concurrency"))
+	if err != nil {
+		return err
+	}
+	if jobs != f.jobs || conc != f.uploadConcurrency {
+		g.logger.Info("memory budget: fewer parallel streams", "memory", f.memory, "jobs", jobs, "upload_concurrency", conc)
+	}
+	f.jobs, f.uploadConcurrency = jobs, conc
 	store, err := g.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	store.SetPartPool(storage.NewPartPool(partPool))
 	if f.maxPartsPerObject < 0 {
 		return usageError("--max-parts-per-object must not be negative")
 	}

@@ -18,6 +18,7 @@ type restoreFlags struct {
 	target         string
 	tablespaceMap  []string
 	jobs           int
+	memory         string
 	overwrite      bool
 	recovery       bool
 	standby        bool
@@ -46,13 +47,14 @@ Run it as the OS user that will run the server (as root, files keep the
 backup's ownership, as tar does).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runRestore(cmd.Context(), g, f, args[0])
+			return runRestore(cmd.Context(), g, f, args[0], cmd.Flags().Changed("jobs"))
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.target, "target", "D", "", "data directory to create (absent or empty)")
 	fl.StringArrayVarP(&f.tablespaceMap, "tablespace-map", "T", nil, "move a tablespace: OID=DIR (repeatable)")
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "objects downloaded and extracted at once")
+	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 32MiB: jobs left at its default shrinks to fit (default: jobs × 6MiB + 20MiB)")
 	fl.BoolVar(&f.overwrite, "overwrite", false, "empty a non-empty target first (never one with a running server)")
 	fl.BoolVar(&f.recovery, "recovery", false, "write recovery.signal (recover from the archive, then promote)")
 	fl.BoolVar(&f.standby, "standby", false, "write standby.signal (start as a standby)")
@@ -78,7 +80,7 @@ func parseTablespaceMap(specs []string) (map[uint32]string, error) {
 	return out, nil
 }
 
-func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref string) error {
+func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref string, jobsSet bool) error {
 	if f.target == "" {
 		return usageError("restore needs --target DIR")
 	}
@@ -86,6 +88,13 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 		return usageError("--recovery and --standby exclude each other")
 	}
 	if err := checkJobs(f.jobs); err != nil {
+		return err
+	}
+	memLimit, err := parseMemory(f.memory)
+	if err != nil {
+		return err
+	}
+	if f.jobs, err = fitRestore(memLimit, f.jobs, jobsSet); err != nil {
 		return err
 	}
 	tsMap, err := parseTablespaceMap(f.tablespaceMap)

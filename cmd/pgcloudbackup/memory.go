@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+)
+
+// The memory budget (README "Memory"). Backup:
+//
+//	part size × upload concurrency × jobs   S3 part buffers (one shared pool)
+//	+ jobs × backupPerJob                   compressor, pipe and read buffers
+//	+ memBase                               runtime, clients, file lists
+//
+// Restore: jobs × restorePerJob + memBase. The figures per job and the base
+// were measured (scripts/bench.sh, heap profiles) with some margin.
+const (
+	memBase       = 20 << 20
+	backupPerJob  = 6 << 20
+	restorePerJob = 6 << 20
+	// defaultBudgetPartSize is the part size the budget assumes without
+	// --part-size (uploader.DefaultPartSize).
+	defaultBudgetPartSize = 8 << 20
+)
+
+// backupBudget is the budget of a backup with these settings.
+func backupBudget(partSize int64, concurrency, jobs int) int64 {
+	if partSize <= 0 {
+		partSize = defaultBudgetPartSize
+	}
+	return partSize*int64(concurrency)*int64(jobs) + int64(jobs)*backupPerJob + memBase
+}
+
+// fitBackup applies --memory to a backup's settings. Without --memory
+// (limit 0) the budget is the formula's value for the settings. With it,
+// settings left at their defaults shrink to fit (jobs first, then upload
+// concurrency); settings given explicitly are never changed: if they do not
+// fit, the run is refused (exit 2) with a hint. It returns the (possibly
+// reduced) jobs and concurrency and the bytes of the part buffer pool.
+func fitBackup(limit, partSize int64, jobs, concurrency int, jobsSet, concSet bool) (int, int, int64, error) {
+	if partSize <= 0 {
+		partSize = defaultBudgetPartSize
+	}
+	if limit > 0 {
+		for backupBudget(partSize, concurrency, jobs) > limit {
+			switch {
+			case !jobsSet && jobs > 1:
+				jobs--
+			case !concSet && concurrency > 1:
+				concurrency--
+			default:
+				return 0, 0, 0, failure.Wrap(failure.Usage,
+					fmt.Errorf("--memory %s is too small for --jobs %d, --upload-concurrency %d and %s parts: they need %s",
+						sizeString(limit), jobs, concurrency, sizeString(partSize), sizeString(backupBudget(partSize, concurrency, jobs))),
+					"raise --memory, or lower --jobs, --upload-concurrency or --part-size (budget: part size × upload concurrency × jobs + jobs × 6MiB + 20MiB)")
+			}
+		}
+	} else {
+		limit = backupBudget(partSize, concurrency, jobs)
+	}
+	pool := limit - int64(jobs)*backupPerJob - memBase
+	setMemoryLimit(limit)
+	return jobs, concurrency, pool, nil
+}
+
+// fitRestore applies --memory to a restore's jobs the same way.
+func fitRestore(limit int64, jobs int, jobsSet bool) (int, error) {
+	budget := func(j int) int64 { return int64(j)*restorePerJob + memBase }
+	if limit > 0 {
+		for budget(jobs) > limit {
+			if jobsSet || jobs == 1 {
+				return 0, failure.Wrap(failure.Usage,
+					fmt.Errorf("--memory %s is too small for --jobs %d: it needs %s", sizeString(limit), jobs, sizeString(budget(jobs))),
+					"raise --memory or lower --jobs (budget: jobs × 6MiB + 20MiB)")
+			}
+			jobs--
+		}
+	} else {
+		limit = budget(jobs)
+	}
+	setMemoryLimit(limit)
+	return jobs, nil
+}
+
+// setMemoryLimit makes the budget the Go runtime's soft memory limit, so
+// the collector runs before the heap doubles past it (GOGC alone lets it
+// grow to twice the live set). A GOMEMLIMIT in the environment wins.
+func setMemoryLimit(limit int64) {
+	if cur := debug.SetMemoryLimit(-1); cur != 1<<63-1 {
+		return // set by GOMEMLIMIT
+	}
+	debug.SetMemoryLimit(limit)
+}
+
+// parseMemory parses --memory ("" means no limit: the formula's value).
+func parseMemory(s string) (int64, error) {
+	v, err := parseSize(s)
+	if err != nil || (s != "" && v < memBase) {
+		return 0, usageError("--memory %q: want a size of at least %s, like 64MiB", s, sizeString(memBase))
+	}
+	return v, nil
+}
+
+// sizeString prints whole MiB as "64MiB", anything else in bytes.
+func sizeString(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%dMiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
