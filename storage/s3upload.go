@@ -21,11 +21,13 @@ import (
 const firstReadSize = 64 << 10
 
 // pooledS3 reports whether uploadS3 may take the pooled path for this
-// upload: a pool is set and nothing asks for what only s3blob's writer does
+// upload: a pool is set, holds the upload's part (an automatic part size
+// past it, for an archive of more than ~75 GB, goes through the transfer
+// manager and its own buffers), and nothing asks for what only s3blob's writer does
 // (hooks on its request, metadata escaping, conditional writes, key
 // escaping).
 func (s *Store) pooledS3(key string, o *blob.WriterOptions) bool {
-	return s.parts != nil && o.BeforeWrite == nil && len(o.Metadata) == 0 && !o.IfNotExist &&
+	return s.parts != nil && int64(max(o.BufferSize, s3DefaultPartSize)) <= s.parts.Limit() && o.BeforeWrite == nil && len(o.Metadata) == 0 && !o.IfNotExist &&
 		o.CacheControl == "" && o.ContentDisposition == "" && o.ContentEncoding == "" && o.ContentLanguage == "" &&
 		plainKey(key)
 }

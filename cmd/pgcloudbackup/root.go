@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, hardStop, stopSignals := signalContexts()
 	defer stopSignals()
 	g.hardStop = hardStop
+	defer startMemProfile(stderr)()
 
 	root := newRootCommand(g)
 	root.SetArgs(args)
