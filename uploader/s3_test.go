@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
@@ -165,4 +166,55 @@ func testS3(t *testing.T, pool *storage.PartPool) {
 		noObject(t, key)
 		noPending(t, key)
 	})
+}
+
+// TestS3PoolSharedByInterleavedObjects: one goroutine writes two objects in
+// turns (as a backup job writes its archive and backup_manifest), each of
+// several parts, through a pool that holds exactly one part per open object.
+// Both must complete, not wait for each other's buffer forever.
+func TestS3PoolSharedByInterleavedObjects(t *testing.T) {
+	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
+	m.CreateBucket(t, bucketName)
+	m.SetEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store, err := storage.Open(ctx, m.BucketURL(bucketName, ""), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const part = 5 << 20
+	store.SetPartPool(storage.NewPartPool(2 * part))
+	u := New(store, Options{PartSize: part, Concurrency: 2})
+	keys := []string{"interleaved/a.tar", "interleaved/b.tar"}
+	var objs []*Object
+	for _, k := range keys {
+		o, err := u.Open(ctx, k, ObjectOptions{Raw: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Abort(nil)
+		objs = append(objs, o)
+	}
+	data := randomData(17<<20, 7)
+	for off := 0; off < len(data); off += 1 << 20 {
+		for _, o := range objs {
+			if _, err := o.Write(data[off : off+1<<20]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, o := range objs {
+		res, err := o.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Size != int64(len(data)) {
+			t.Errorf("%s: %d bytes stored, want %d", keys[i], res.Size, len(data))
+		}
+		got, err := store.Bucket.ReadAll(ctx, keys[i])
+		if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+			t.Errorf("%s read back differs (%v)", keys[i], err)
+		}
+	}
 }

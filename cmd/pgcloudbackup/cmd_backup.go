@@ -73,7 +73,7 @@ REPLICATION attribute and a free slot (max_replication_slots).`,
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "archive parts written concurrently")
 	fl.StringVar(&f.partSize, "part-size", "", "multipart upload part size, e.g. 16MiB (default: from the archive size)")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight per archive part object")
-	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 64MiB: jobs and upload concurrency left at their defaults shrink to fit (default: part size × (jobs + upload concurrency − 1) + jobs × 4MiB + 20MiB)")
+	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 64MiB: jobs and upload concurrency left at their defaults shrink to fit (default: part size × (jobs + max(upload concurrency, 2) − 1) + jobs × 4MiB + 20MiB)")
 	// Tests make small archives roll over into several objects with it.
 	fl.IntVar(&f.maxPartsPerObject, "max-parts-per-object", 0, "multipart parts one object may have (default: the backend's limit)")
 	_ = fl.MarkHidden("max-parts-per-object")

@@ -10,13 +10,18 @@ import (
 
 // The memory budget (README "Memory"). Backup:
 //
-//	part size × (jobs + upload concurrency − 1)   S3 part buffers, one pool
-//	+ jobs × backupPerJob                         compressor, pipe, read buffers
-//	+ memBase                                     runtime, clients, file lists
+//	part size × (jobs + max(upload concurrency, 2) − 1)   S3 part buffers, one pool
+//	+ jobs × backupPerJob                                compressor, pipe, read buffers
+//	+ memBase                                            runtime, clients, file lists
 //
 // Each job fills one part while the parts of all jobs are uploaded from the
 // rest of the pool: measured on 2 cores against MinIO, 3 buffers at -j2 run
-// as fast as 4 (the compressor, not the upload, is the bottleneck).
+// as fast as 4 (the compressor, not the upload, is the bottleneck). The
+// pool never has fewer parts than objects that can be open at once (an
+// archive per job, and backup_manifest, which the jobs stream into too):
+// each of them may hold a part it is filling, and one more part must be
+// left to move, else a job blocked on a full manifest part while holding
+// the manifest's lock could wait forever.
 // Restore: jobs × restorePerJob + memBase. The figures per job and the base
 // were measured (scripts/bench.sh, heap profiles) with some margin. They
 // bound the memory the program allocates; the binary's own code and data,
@@ -35,7 +40,12 @@ func backupBudget(partSize int64, concurrency, jobs int) int64 {
 	if partSize <= 0 {
 		partSize = defaultBudgetPartSize
 	}
-	return partSize*int64(jobs+concurrency-1) + int64(jobs)*backupPerJob + memBase
+	return partSize*poolParts(jobs, concurrency) + int64(jobs)*backupPerJob + memBase
+}
+
+// poolParts is the number of parts the pool holds (see the budget above).
+func poolParts(jobs, concurrency int) int64 {
+	return int64(jobs + max(concurrency, 2) - 1)
 }
 
 // fitBackup applies --memory to a backup's settings. Without --memory
@@ -60,7 +70,7 @@ func fitBackup(limit, partSize int64, jobs, concurrency int, jobsSet, concSet bo
 				return 0, 0, 0, 0, failure.Wrap(failure.Usage,
 					fmt.Errorf("--memory %s is too small for --jobs %d, --upload-concurrency %d and %s parts: they need %s",
 						sizeString(limit), jobs, concurrency, sizeString(partSize), sizeString(backupBudget(partSize, concurrency, jobs))),
-					"raise --memory, or lower --jobs, --upload-concurrency or --part-size (budget: part size × (jobs + upload concurrency − 1) + jobs × 4MiB + 20MiB)")
+					"raise --memory, or lower --jobs, --upload-concurrency or --part-size (budget: part size × (jobs + max(upload concurrency, 2) − 1) + jobs × 4MiB + 20MiB)")
 			}
 		}
 	} else {

@@ -24,13 +24,15 @@ func TestFitBackup(t *testing.T) {
 	}{
 		// 8 MiB × (2+2−1) + 2 × 4 MiB + 20 MiB
 		{name: "defaults", jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 24 * mib, wantBudget: 52 * mib},
-		{name: "explicit part size", part: 16 * mib, jobs: 1, conc: 1, wantJobs: 1, wantConc: 1, wantPool: 16 * mib, wantBudget: 40 * mib},
+		// never fewer parts than open objects (jobs + backup_manifest)
+		{name: "concurrency 1 keeps jobs+1 parts", part: 16 * mib, jobs: 1, conc: 1, wantJobs: 1, wantConc: 1, wantPool: 32 * mib, wantBudget: 56 * mib},
+		{name: "more concurrency, more parts", jobs: 2, conc: 4, wantJobs: 2, wantConc: 4, wantPool: 40 * mib, wantBudget: 68 * mib},
 		{name: "room to spare goes to the pool", limit: 100 * mib, jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 72 * mib, wantBudget: 100 * mib},
 		{name: "default jobs shrink", limit: 48 * mib, jobs: 8, conc: 2, wantJobs: 1, wantConc: 2, wantPool: 24 * mib, wantBudget: 48 * mib},
-		{name: "then default concurrency", limit: 32 * mib, jobs: 4, conc: 2, wantJobs: 1, wantConc: 1, wantPool: 8 * mib, wantBudget: 32 * mib},
-		{name: "set jobs are kept", limit: 44 * mib, jobs: 2, conc: 2, jobsSet: true, wantJobs: 2, wantConc: 1, wantPool: 16 * mib, wantBudget: 44 * mib},
-		{name: "set jobs do not fit", limit: 40 * mib, jobs: 4, conc: 2, jobsSet: true, refused: true},
-		{name: "set concurrency does not fit", limit: 40 * mib, jobs: 2, conc: 4, concSet: true, refused: true},
+		{name: "then default concurrency", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, wantJobs: 2, wantConc: 3, wantPool: 32 * mib, wantBudget: 60 * mib},
+		{name: "set jobs do not fit", limit: 48 * mib, jobs: 2, conc: 2, jobsSet: true, refused: true},
+		{name: "set jobs and concurrency do not fit", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, concSet: true, refused: true},
+		{name: "below one job", limit: 38 * mib, jobs: 4, conc: 2, refused: true},
 		{name: "one part does not fit", limit: 30 * mib, part: 16 * mib, jobs: 1, conc: 1, refused: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,8 +53,8 @@ func TestFitBackup(t *testing.T) {
 			if tc.limit > 0 && budget > tc.limit {
 				t.Errorf("budget %d MiB above --memory %d MiB", budget/mib, tc.limit/mib)
 			}
-			if part := max(tc.part, defaultBudgetPartSize); pool < part*int64(jobs+conc-1) {
-				t.Errorf("pool %d MiB cannot hold the %d parts of %d MiB the settings need", pool/mib, jobs+conc-1, part/mib)
+			if part := max(tc.part, defaultBudgetPartSize); pool < part*int64(jobs+1) {
+				t.Errorf("pool %d MiB holds fewer parts of %d MiB than the %d objects that can be open", pool/mib, part/mib, jobs+1)
 			}
 		})
 	}
