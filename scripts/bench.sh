@@ -19,8 +19,8 @@
 #   pgcloudbackup restore latest (defaults)                from MinIO over TLS
 # (pg_basebackup streams the WAL it needs too, its default -X stream.)
 # Then the same backup and restore (defaults, MinIO) of a cluster of many
-# small files: $BENCH_FILES (30000) one-row tables, about 100,000 files;
-# BENCH_FILES=0 skips it. BENCH_BIG=1 adds a third cluster of about 5 GB
+# small files: $BENCH_FILES (30000) one-row tables with a primary key, about
+# 120,000 files; BENCH_FILES=0 skips it. BENCH_BIG=1 adds a third cluster of about 5 GB
 # (pgbench scale 150 and 2.4M random rows; building it takes a while).
 #
 # BENCH_BINS="old=/tmp/old-binary new=bin/pgcloudbackup" compares builds:
@@ -117,8 +117,8 @@ stop_pg() { as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null; }
 # dataset NAME KIND ARGS: makes (once; cached while its recipe is unchanged)
 # and starts the cluster $BENCH/NAME, setting DATA and DATA_BYTES. KIND
 # pgbench SCALE ROWS: pgbench tables plus ROWS random 1000-byte rows; KIND
-# files N: N one-row tables (three files each: heap, FSM-less, plus the
-# catalog entries).
+# files N: N one-row tables with a primary key (about four files each:
+# heap, index, visibility map, free space map).
 dataset() {
 	local name=$1 kind=$2 a=$3 b=${4:-}
 	DATA="$BENCH/$name"
@@ -144,9 +144,8 @@ dataset() {
 					FROM generate_series(1, 63) i) FOR 1000) FROM generate_series(1, $b) g"
 			fi
 		else
-			# One row each, so every table has a heap file, a free space
-			# map is not made, and a visibility map after VACUUM: ~3 files
-			# per table with the TOAST-less catalog entries.
+			# One row each: a heap and an index file per table, and the
+			# maps VACUUM adds.
 			psql_ -c "DO \$\$ BEGIN FOR i IN 1..$a LOOP
 				EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY); INSERT INTO t%s VALUES (1)', i, i);
 				IF i % 1000 = 0 THEN COMMIT; END IF; END LOOP; END \$\$"
