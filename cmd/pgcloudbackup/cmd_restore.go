@@ -54,7 +54,7 @@ backup's ownership, as tar does).`,
 	fl.StringVarP(&f.target, "target", "D", "", "data directory to create (absent or empty)")
 	fl.StringArrayVarP(&f.tablespaceMap, "tablespace-map", "T", nil, "move a tablespace: OID=DIR (repeatable)")
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "objects downloaded and extracted at once")
-	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 32MiB: jobs left at its default shrinks to fit (default: jobs × 4MiB + 20MiB)")
+	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 32MiB: jobs left at its default shrinks to fit (default: jobs × 4MiB + files × 768 bytes + 20MiB)")
 	fl.BoolVar(&f.overwrite, "overwrite", false, "empty a non-empty target first (never one with a running server)")
 	fl.BoolVar(&f.recovery, "recovery", false, "write recovery.signal (recover from the archive, then promote)")
 	fl.BoolVar(&f.standby, "standby", false, "write standby.signal (start as a standby)")
@@ -94,12 +94,11 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if err != nil {
 		return err
 	}
-	jobs, budget, err := fitRestore(memLimit, f.jobs, jobsSet)
-	if err != nil {
+	// Checked before the bucket is read, without the file term, so a
+	// budget too small for the jobs alone is refused at once.
+	if _, _, err := fitRestore(memLimit, f.jobs, jobsSet, 0); err != nil {
 		return err
 	}
-	f.jobs = jobs
-	setMemoryLimit(budget)
 	tsMap, err := parseTablespaceMap(f.tablespaceMap)
 	if err != nil {
 		return err
@@ -113,6 +112,16 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	defer store.Close()
 	m := e.Manifest
+	var files int64
+	for _, ts := range m.Tablespaces {
+		files += ts.Files
+	}
+	jobs, budget, err := fitRestore(memLimit, f.jobs, jobsSet, files)
+	if err != nil {
+		return err
+	}
+	f.jobs = jobs
+	setMemoryLimit(budget)
 	counter := &progress.Counter{}
 	stop := startProgress(g, counter, f.progress)
 	began := time.Now()

@@ -22,14 +22,18 @@ import (
 // each of them may hold a part it is filling, and one more part must be
 // left to move, else a job blocked on a full manifest part while holding
 // the manifest's lock could wait forever.
-// Restore: jobs × restorePerJob + memBase. The figures per job and the base
+// Restore: jobs × restorePerJob + files × restorePerFile + memBase: a restore
+// holds backup_manifest and an index of its files (restore.Restore), which
+// grow with the file count (~600 bytes a file measured at 121,000 files: a live heap of 72–77 MiB).
+// The figures per job and the base
 // were measured (scripts/bench.sh, heap profiles) with some margin. They
 // bound the memory the program allocates; the binary's own code and data,
 // mapped from its file (~40 MiB of resident pages), come on top.
 const (
-	memBase       = 20 << 20
-	backupPerJob  = 4 << 20
-	restorePerJob = 4 << 20
+	memBase        = 20 << 20
+	backupPerJob   = 4 << 20
+	restorePerJob  = 4 << 20
+	restorePerFile = 768
 	// defaultBudgetPartSize is the part size the budget assumes without
 	// --part-size (uploader.DefaultPartSize).
 	defaultBudgetPartSize = 8 << 20
@@ -80,16 +84,16 @@ func fitBackup(limit, partSize int64, jobs, concurrency int, jobsSet, concSet bo
 	return jobs, concurrency, pool, limit, nil
 }
 
-// fitRestore applies --memory to a restore's jobs the same way and returns
-// them and the budget.
-func fitRestore(limit int64, jobs int, jobsSet bool) (int, int64, error) {
-	budget := func(j int) int64 { return int64(j)*restorePerJob + memBase }
+// fitRestore applies --memory to a restore's jobs the same way, for a
+// backup of files files, and returns them and the budget.
+func fitRestore(limit int64, jobs int, jobsSet bool, files int64) (int, int64, error) {
+	budget := func(j int) int64 { return int64(j)*restorePerJob + files*restorePerFile + memBase }
 	if limit > 0 {
 		for budget(jobs) > limit {
 			if jobsSet || jobs == 1 {
 				return 0, 0, failure.Wrap(failure.Usage,
-					fmt.Errorf("--memory %s is too small for --jobs %d: it needs %s", sizeString(limit), jobs, sizeString(budget(jobs))),
-					"raise --memory or lower --jobs (budget: jobs × 4MiB + 20MiB)")
+					fmt.Errorf("--memory %s is too small for --jobs %d and %d files: they need %s", sizeString(limit), jobs, files, sizeString(budget(jobs))),
+					"raise --memory or lower --jobs (budget: jobs × 4MiB + files × 768 bytes + 20MiB)")
 			}
 			jobs--
 		}

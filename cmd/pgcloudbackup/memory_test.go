@@ -62,14 +62,21 @@ func TestFitBackup(t *testing.T) {
 
 func TestFitRestore(t *testing.T) {
 	const mib = 1 << 20
-	if j, b, err := fitRestore(0, 2, false); err != nil || j != 2 || b != 28*mib {
+	if j, b, err := fitRestore(0, 2, false, 0); err != nil || j != 2 || b != 28*mib {
 		t.Errorf("defaults: jobs %d, budget %d MiB, %v; want 2, 28 MiB", j, b/mib, err)
 	}
-	if j, b, err := fitRestore(25*mib, 8, false); err != nil || j != 1 || b != 25*mib {
+	// 4096 files × 768 bytes: 3 MiB
+	if j, b, err := fitRestore(0, 2, false, 4096); err != nil || j != 2 || b != 31*mib {
+		t.Errorf("with files: jobs %d, budget %d MiB, %v; want 2, 31 MiB", j, b/mib, err)
+	}
+	if j, b, err := fitRestore(25*mib, 8, false, 0); err != nil || j != 1 || b != 25*mib {
 		t.Errorf("shrink: jobs %d, budget %d MiB, %v; want 1, 25 MiB", j, b/mib, err)
 	}
-	if _, _, err := fitRestore(25*mib, 2, true); failure.KindOf(err) != failure.Usage {
+	if _, _, err := fitRestore(25*mib, 2, true, 0); failure.KindOf(err) != failure.Usage {
 		t.Errorf("set jobs that do not fit: %v, want a usage error", err)
+	}
+	if _, _, err := fitRestore(30*mib, 1, false, 1<<20); failure.KindOf(err) != failure.Usage {
+		t.Errorf("a million files in 30 MiB: %v, want a usage error", err)
 	}
 }
 
