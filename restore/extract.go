@@ -64,7 +64,7 @@ func (rd *reader) read(ctx context.Context, p part) error {
 		return rd.store.Classify(err, "read "+key)
 	}
 	defer br.Close()
-	ra := newReadahead(br, 4, 1<<20)
+	ra := newReadahead(br)
 	defer ra.Close()
 	raw := &hashio.Reader{R: ra, H: sha256.New()}
 	c, err := codec.ForKey(p.obj.Key)

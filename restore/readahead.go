@@ -25,15 +25,28 @@ type chunk struct {
 	err error
 }
 
-// newReadahead starts reading src with n buffers of size bytes.
-func newReadahead(src io.Reader, n, size int) *readahead {
+// Read-ahead of one object: readaheadBufs buffers of readaheadSize bytes
+// (1 MiB per restore worker). An HTTP body delivers at most a TLS record or
+// a socket read per call, so larger buffers only hold more memory.
+const (
+	readaheadBufs = 4
+	readaheadSize = 256 << 10
+)
+
+// readaheadPool keeps the buffers of finished objects for the next ones, so
+// a restore of many small objects does not allocate them per object.
+var readaheadPool = sync.Pool{New: func() any { b := make([]byte, readaheadSize); return &b }}
+
+// newReadahead starts reading src with readaheadBufs buffers.
+func newReadahead(src io.Reader) *readahead {
+	n := readaheadBufs
 	r := &readahead{
 		full: make(chan chunk, n),
 		free: make(chan []byte, n),
 		done: make(chan struct{}),
 	}
 	for i := 0; i < n; i++ {
-		r.free <- make([]byte, size)
+		r.free <- *readaheadPool.Get().(*[]byte)
 	}
 	r.wg.Add(1)
 	go r.fill(src)
@@ -81,9 +94,23 @@ func (r *readahead) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close stops the reading goroutine and waits for it.
+// Close stops the reading goroutine, waits for it and hands the buffers
+// back to the pool.
 func (r *readahead) Close() error {
-	r.once.Do(func() { close(r.done) })
-	r.wg.Wait()
+	r.once.Do(func() {
+		close(r.done)
+		r.wg.Wait()
+		put := func(b []byte) { readaheadPool.Put(&b) }
+		if r.buf != nil {
+			put(r.buf)
+			r.buf, r.cur = nil, nil
+		}
+		for len(r.free) > 0 {
+			put(<-r.free)
+		}
+		for len(r.full) > 0 {
+			put((<-r.full).buf)
+		}
+	})
 	return nil
 }

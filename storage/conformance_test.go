@@ -110,6 +110,21 @@ func TestConformanceMinIOTLS(t *testing.T) {
 	})
 }
 
+// TestConformanceMinIOPooledParts runs the suite over TLS with the part
+// buffers of every upload taken from one small PartPool (two 8 MiB parts):
+// the pooled upload path (uploadS3Pooled) must keep every promise of
+// Store.Upload, aborts and sweeps included.
+func TestConformanceMinIOPooledParts(t *testing.T) {
+	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{TLS: true})
+	m.CreateBucket(t, "conformance")
+	m.SetEnv(t)
+	storagetest.Run(t, func(t *testing.T) *storage.Store {
+		s := openURL(t, m.BucketURL("conformance", uniquePrefix(t)))
+		s.SetPartPool(storage.NewPartPool(16 << 20))
+		return s
+	})
+}
+
 func TestConformanceAzurite(t *testing.T) {
 	a := testsvc.StartAzurite(t)
 	a.CreateContainer(t, "conformance")

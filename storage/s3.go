@@ -66,6 +66,10 @@ type s3Bucket struct {
 	client   *s3.Client
 	checksum aws.RequestChecksumCalculation
 	endpoint string
+	// What s3blob adds to every upload (ssetype, kmskeyid), for the pooled
+	// upload path (uploadS3Pooled).
+	sse      types.ServerSideEncryption
+	kmsKeyID *string
 }
 
 // openS3 builds the S3 client itself (rather than through s3blob's URL
@@ -205,7 +209,12 @@ func openS3(ctx context.Context, bu *bucketURL, opts Options, log *slog.Logger) 
 	if endpoint == "" {
 		endpoint = "https://s3." + cfg.Region + ".amazonaws.com"
 	}
-	return b, &s3Bucket{client: client, checksum: cfg.RequestChecksumCalculation, endpoint: redactEndpoint(endpoint)}, nil
+	sb := &s3Bucket{client: client, checksum: cfg.RequestChecksumCalculation, endpoint: redactEndpoint(endpoint),
+		sse: bopts.EncryptionType}
+	if bopts.KMSEncryptionID != "" {
+		sb.kmsKeyID = aws.String(bopts.KMSEncryptionID)
+	}
+	return b, sb, nil
 }
 
 // sdkLogger is the AWS SDK's logger over ours: every SDK line, whatever

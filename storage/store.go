@@ -64,7 +64,16 @@ type Store struct {
 	// reservation is the backup ID this store's run holds (Reserve):
 	// Upload reports the keys it writes under it.
 	reservation atomic.Pointer[Reservation]
+
+	// parts, when set (SetPartPool), holds the part buffers of every S3
+	// upload: see uploadS3Pooled.
+	parts *PartPool
 }
+
+// SetPartPool makes every later S3 upload take its part buffers from p
+// (nil: each upload allocates its own through the transfer manager). Call
+// it before the first upload.
+func (s *Store) SetPartPool(p *PartPool) { s.parts = p }
 
 // NewStore wraps a bucket that is already open into a Store with no prefix
 // and the Limits of scheme (file, mem, gs, azblob): tests use it for

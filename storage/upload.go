@@ -25,7 +25,11 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 //
 // How each backend is kept from committing a partial object (gocloud
 // v0.47.0):
-//   - S3 (a Store from Open): Bucket.Upload through a transfer manager tuned
+//   - S3 (a Store from Open) with a PartPool (SetPartPool): uploadS3Pooled,
+//     PutObject or CreateMultipartUpload/UploadPart/Complete with part
+//     buffers from the pool; any failure aborts the upload on a fresh
+//     context, then the sweep below runs as for the transfer manager.
+//   - S3 otherwise: Bucket.Upload through a transfer manager tuned
 //     by tuneS3Upload. A reader error aborts the multipart upload on the
 //     still-live context; the abort after any failure runs on a fresh one
 //     (FailTimeout), so a cancelled ctx leaves no parts either. After any
@@ -109,8 +113,13 @@ func (s *Store) Upload(ctx context.Context, key string, r io.Reader, opts *blob.
 // uploadS3 hands r to s3blob's transfer manager, which aborts the multipart
 // upload itself when r fails; then it sweeps what a failure left pending.
 func (s *Store) uploadS3(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {
-	o.BeforeWrite = tuneS3Upload(s.s3, o.BufferSize, o.MaxConcurrency, o.BeforeWrite)
-	err := s.Bucket.Upload(ctx, key, r, o)
+	var err error
+	if s.pooledS3(key, o) {
+		err = s.uploadS3Pooled(ctx, key, r, o)
+	} else {
+		o.BeforeWrite = tuneS3Upload(s.s3, o.BufferSize, o.MaxConcurrency, o.BeforeWrite)
+		err = s.Bucket.Upload(ctx, key, r, o)
+	}
 	if err != nil {
 		s.sweep(ctx, key)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
@@ -19,7 +20,13 @@ const bucketName = "uploader-test"
 // TestS3 runs the uploader against a real MinIO: multipart streaming, an
 // abort after several parts, and a hard shutdown, each checked with the
 // server's own list of pending multipart uploads.
-func TestS3(t *testing.T) {
+func TestS3(t *testing.T) { testS3(t, nil) }
+
+// TestS3PooledParts is TestS3 with every part buffer from one pool of two
+// 5 MiB parts shared by all uploads (the budget --memory sets).
+func TestS3PooledParts(t *testing.T) { testS3(t, storage.NewPartPool(10<<20)) }
+
+func testS3(t *testing.T, pool *storage.PartPool) {
 	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
 	m.CreateBucket(t, bucketName)
 	m.SetEnv(t)
@@ -29,6 +36,7 @@ func TestS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	store.SetPartPool(pool)
 	bucket := store.Bucket
 	newUploader := func(c codec.Codec) *Uploader {
 		return New(store, Options{Codec: c, PartSize: 5 << 20})
@@ -158,4 +166,55 @@ func TestS3(t *testing.T) {
 		noObject(t, key)
 		noPending(t, key)
 	})
+}
+
+// TestS3PoolSharedByInterleavedObjects: one goroutine writes two objects in
+// turns (as a backup job writes its archive and backup_manifest), each of
+// several parts, through a pool that holds exactly one part per open object.
+// Both must complete, not wait for each other's buffer forever.
+func TestS3PoolSharedByInterleavedObjects(t *testing.T) {
+	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
+	m.CreateBucket(t, bucketName)
+	m.SetEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store, err := storage.Open(ctx, m.BucketURL(bucketName, ""), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const part = 5 << 20
+	store.SetPartPool(storage.NewPartPool(2 * part))
+	u := New(store, Options{PartSize: part, Concurrency: 2})
+	keys := []string{"interleaved/a.tar", "interleaved/b.tar"}
+	var objs []*Object
+	for _, k := range keys {
+		o, err := u.Open(ctx, k, ObjectOptions{Raw: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Abort(nil)
+		objs = append(objs, o)
+	}
+	data := randomData(17<<20, 7)
+	for off := 0; off < len(data); off += 1 << 20 {
+		for _, o := range objs {
+			if _, err := o.Write(data[off : off+1<<20]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, o := range objs {
+		res, err := o.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Size != int64(len(data)) {
+			t.Errorf("%s: %d bytes stored, want %d", keys[i], res.Size, len(data))
+		}
+		got, err := store.Bucket.ReadAll(ctx, keys[i])
+		if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+			t.Errorf("%s read back differs (%v)", keys[i], err)
+		}
+	}
 }

@@ -11,18 +11,25 @@
 //
 // # Memory
 //
-// Peak memory of one object in flight is about
+// On S3, when the Store has a PartPool (storage.Store.SetPartPool; the
+// command line always sets one, sized by --memory), every part buffer of
+// every object comes from that one pool and is reused across parts and
+// objects: the part memory of the whole run is the pool's budget, however
+// many objects are in flight. Concurrency then caps the parts of one object
+// in flight; the pool caps them all. Without a pool (and for an automatic
+// part size larger than the pool) the S3 transfer manager allocates
+// (Concurrency + 1) × PartSize per object plus a first-part read.
 //
-//	(Concurrency + 1) × PartSize   part buffers of the S3 transfer manager
-//	+ codec state                   zstd ~4 MiB, lz4 ~8 MiB, gzip ~1 MiB
-//	+ 256 KiB                       the pipe buffer
-//	+ 256 KiB                       storage's copy buffer (not on S3)
+// Per object, besides the parts:
 //
-// With the defaults (8 MiB parts, Concurrency 2) that is ~28 MiB per object
-// on S3; GCS buffers one part, Azure Concurrency parts, file:// none. Part
-// sizes are chosen from the expected size but never grown past
-// MaxAutoPartSize: a bigger archive is split by the caller into several
-// objects (MaxRawBytes), which keeps memory flat in database size.
+//	codec state      zstd ~2.5 MiB (1 MiB window), lz4 ~8 MiB, gzip ~1 MiB
+//	256 KiB          the pipe buffer
+//	256 KiB          storage's copy buffer (not on S3)
+//
+// GCS buffers one part, Azure Concurrency parts, file:// none. Part sizes
+// are chosen from the expected size but never grown past MaxAutoPartSize: a
+// bigger archive is split by the caller into several objects (MaxRawBytes),
+// which keeps memory flat in database size.
 //
 // # Aborting
 //

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/engine"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/uploader"
 )
 
@@ -30,6 +30,7 @@ type backupFlags struct {
 	jobs              int
 	partSize          string
 	uploadConcurrency int
+	memory            string
 	maxPartsPerObject int // hidden, for tests: forces archives to roll over into next objects
 	metricsFile       string
 }
@@ -61,7 +62,7 @@ REPLICATION attribute and a free slot (max_replication_slots).`,
 				return err
 			}
 			defer func() { m.backupFailed(); m.finish(err) }()
-			return runBackup(cmd.Context(), g, f, m)
+			return runBackup(cmd, g, f, m)
 		},
 	}
 	fl := cmd.Flags()
@@ -78,6 +79,7 @@ REPLICATION attribute and a free slot (max_replication_slots).`,
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "archive parts written concurrently")
 	fl.StringVar(&f.partSize, "part-size", "", "multipart upload part size, e.g. 16MiB (default: from the archive size)")
 	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight per archive part object")
+	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 64MiB: jobs and upload concurrency left at their defaults shrink to fit (default: part size × (jobs + max(upload concurrency, 2) − 1) + jobs × 4MiB + 20MiB)")
 	// Tests make small archives roll over into several objects with it.
 	fl.IntVar(&f.maxPartsPerObject, "max-parts-per-object", 0, "multipart parts one object may have (default: the backend's limit)")
 	_ = fl.MarkHidden("max-parts-per-object")
@@ -85,7 +87,8 @@ REPLICATION attribute and a free slot (max_replication_slots).`,
 	return cmd
 }
 
-func runBackup(ctx context.Context, g *globalOptions, f *backupFlags, metrics *runMetrics) error {
+func runBackup(cmd *cobra.Command, g *globalOptions, f *backupFlags, metrics *runMetrics) error {
+	ctx := cmd.Context()
 	if f.wal && f.noWAL {
 		return usageError("--wal and --no-wal contradict each other: give one")
 	}
@@ -110,11 +113,26 @@ func runBackup(ctx context.Context, g *globalOptions, f *backupFlags, metrics *r
 	if f.uploadConcurrency < 1 || f.uploadConcurrency > 32 {
 		return usageError("--upload-concurrency must be between 1 and 32, not %d", f.uploadConcurrency)
 	}
+	memLimit, err := parseMemory(f.memory)
+	if err != nil {
+		return err
+	}
+	fl := cmd.Flags()
+	jobs, conc, partPool, budget, err := fitBackup(memLimit, partSize, f.jobs, f.uploadConcurrency, fl.Changed("jobs"), fl.Changed("upload-concurrency"))
+	if err != nil {
+		return err
+	}
+	setMemoryLimit(budget)
+	if jobs != f.jobs || conc != f.uploadConcurrency {
+		g.logger.Info("memory budget: fewer parallel streams", "memory", f.memory, "jobs", jobs, "upload_concurrency", conc)
+	}
+	f.jobs, f.uploadConcurrency = jobs, conc
 	store, err := g.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	store.SetPartPool(storage.NewPartPool(partPool))
 	if f.maxPartsPerObject < 0 {
 		return usageError("--max-parts-per-object must not be negative")
 	}

@@ -18,6 +18,7 @@ type restoreFlags struct {
 	target         string
 	tablespaceMap  []string
 	jobs           int
+	memory         string
 	overwrite      bool
 	recovery       bool
 	standby        bool
@@ -62,13 +63,14 @@ belong to --owner USER, or by default to the owner of the target's parent
 directory (the backup's numeric owners when that is root).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runRestore(cmd.Context(), g, f, args[0])
+			return runRestore(cmd.Context(), g, f, args[0], cmd.Flags().Changed("jobs"))
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.target, "target", "D", "", "data directory to create (absent or empty)")
 	fl.StringArrayVarP(&f.tablespaceMap, "tablespace-map", "T", nil, "move a tablespace: OID=DIR (repeatable)")
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "objects downloaded and extracted at once")
+	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 32MiB: jobs left at its default shrinks to fit (default: jobs × 4MiB + files × 768 bytes + 20MiB)")
 	fl.BoolVar(&f.overwrite, "overwrite", false, "empty the target and --tablespace-map directories first (never an original tablespace location, never a running server's files)")
 	fl.BoolVar(&f.recovery, "recovery", false, "write recovery.signal (recover from the archive, then promote)")
 	fl.BoolVar(&f.standby, "standby", false, "write standby.signal (start as a standby)")
@@ -98,7 +100,7 @@ func parseTablespaceMap(specs []string) (map[uint32]string, error) {
 	return out, nil
 }
 
-func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref string) error {
+func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref string, jobsSet bool) error {
 	if f.target == "" {
 		return usageError("restore needs --target DIR")
 	}
@@ -123,6 +125,15 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	if err := checkJobs(f.jobs); err != nil {
 		return err
 	}
+	memLimit, err := parseMemory(f.memory)
+	if err != nil {
+		return err
+	}
+	// Checked before the bucket is read, without the file term, so a
+	// budget too small for the jobs alone is refused at once.
+	if _, _, err := fitRestore(memLimit, f.jobs, jobsSet, 0); err != nil {
+		return err
+	}
 	tsMap, err := parseTablespaceMap(f.tablespaceMap)
 	if err != nil {
 		return err
@@ -141,6 +152,16 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	defer store.Close()
 	m := e.Manifest
+	var files int64
+	for _, ts := range m.Tablespaces {
+		files += ts.Files
+	}
+	jobs, budget, err := fitRestore(memLimit, f.jobs, jobsSet, files)
+	if err != nil {
+		return err
+	}
+	f.jobs = jobs
+	setMemoryLimit(budget)
 	counter := &progress.Counter{}
 	stop := startProgress(g, counter, f.progress)
 	began := time.Now()

@@ -55,6 +55,7 @@ func runWith(args []string, stdout, stderr io.Writer, libraryLogs func(*slog.Log
 	ctx, hardStop, stopSignals := signalContexts()
 	defer stopSignals()
 	g.hardStop = hardStop
+	defer startMemProfile(stderr)()
 
 	root := newRootCommand(g)
 	root.SetArgs(args)

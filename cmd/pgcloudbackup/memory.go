@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+)
+
+// The memory budget (README "Memory"). Backup:
+//
+//	part size × (jobs + max(upload concurrency, 2) − 1)   S3 part buffers, one pool
+//	+ jobs × backupPerJob                                compressor, pipe, read buffers
+//	+ memBase                                            runtime, clients, file lists
+//
+// Each job fills one part while the parts of all jobs are uploaded from the
+// rest of the pool: measured on 2 cores against MinIO, 3 buffers at -j2 run
+// as fast as 4 (the compressor, not the upload, is the bottleneck). The
+// pool never has fewer parts than objects that can be open at once (an
+// archive per job, and backup_manifest, which the jobs stream into too):
+// each of them may hold a part it is filling, and one more part must be
+// left to move, else a job blocked on a full manifest part while holding
+// the manifest's lock could wait forever.
+// Restore: jobs × restorePerJob + files × restorePerFile + memBase: a restore
+// holds backup_manifest and an index of its files (restore.Restore), which
+// grow with the file count (~600 bytes a file measured at 121,000 files: a live heap of 72–77 MiB).
+// The figures per job and the base
+// were measured (scripts/bench.sh, heap profiles) with some margin. They
+// bound the memory the program allocates; the binary's own code and data,
+// mapped from its file (~40 MiB of resident pages), come on top.
+const (
+	memBase        = 20 << 20
+	backupPerJob   = 4 << 20
+	restorePerJob  = 4 << 20
+	restorePerFile = 768
+	// defaultBudgetPartSize is the part size the budget assumes without
+	// --part-size (uploader.DefaultPartSize).
+	defaultBudgetPartSize = 8 << 20
+)
+
+// backupBudget is the budget of a backup with these settings.
+func backupBudget(partSize int64, concurrency, jobs int) int64 {
+	if partSize <= 0 {
+		partSize = defaultBudgetPartSize
+	}
+	return partSize*poolParts(jobs, concurrency) + int64(jobs)*backupPerJob + memBase
+}
+
+// poolParts is the number of parts the pool holds (see the budget above).
+func poolParts(jobs, concurrency int) int64 {
+	return int64(jobs + max(concurrency, 2) - 1)
+}
+
+// fitBackup applies --memory to a backup's settings. Without --memory
+// (limit 0) the budget is the formula's value for the settings. With it,
+// settings left at their defaults shrink to fit (jobs first, then upload
+// concurrency); settings given explicitly are never changed: if they do not
+// fit, the run is refused (exit 2) with a hint. It returns the (possibly
+// reduced) jobs and concurrency, the bytes of the part buffer pool and the
+// budget (for setMemoryLimit).
+func fitBackup(limit, partSize int64, jobs, concurrency int, jobsSet, concSet bool) (int, int, int64, int64, error) {
+	if partSize <= 0 {
+		partSize = defaultBudgetPartSize
+	}
+	if limit > 0 {
+		for backupBudget(partSize, concurrency, jobs) > limit {
+			switch {
+			case !jobsSet && jobs > 1:
+				jobs--
+			case !concSet && concurrency > 1:
+				concurrency--
+			default:
+				return 0, 0, 0, 0, failure.Wrap(failure.Usage,
+					fmt.Errorf("--memory %s is too small for --jobs %d, --upload-concurrency %d and %s parts: they need %s",
+						sizeString(limit), jobs, concurrency, sizeString(partSize), sizeString(backupBudget(partSize, concurrency, jobs))),
+					"raise --memory, or lower --jobs, --upload-concurrency or --part-size (budget: part size × (jobs + max(upload concurrency, 2) − 1) + jobs × 4MiB + 20MiB)")
+			}
+		}
+	} else {
+		limit = backupBudget(partSize, concurrency, jobs)
+	}
+	pool := limit - int64(jobs)*backupPerJob - memBase
+	return jobs, concurrency, pool, limit, nil
+}
+
+// fitRestore applies --memory to a restore's jobs the same way, for a
+// backup of files files, and returns them and the budget.
+func fitRestore(limit int64, jobs int, jobsSet bool, files int64) (int, int64, error) {
+	budget := func(j int) int64 { return int64(j)*restorePerJob + files*restorePerFile + memBase }
+	if limit > 0 {
+		for budget(jobs) > limit {
+			if jobsSet || jobs == 1 {
+				return 0, 0, failure.Wrap(failure.Usage,
+					fmt.Errorf("--memory %s is too small for --jobs %d and %d files: they need %s", sizeString(limit), jobs, files, sizeString(budget(jobs))),
+					"raise --memory or lower --jobs (budget: jobs × 4MiB + files × 768 bytes + 20MiB)")
+			}
+			jobs--
+		}
+	} else {
+		limit = budget(jobs)
+	}
+	return jobs, limit, nil
+}
+
+// setMemoryLimit makes the budget the Go runtime's soft memory limit, so
+// the collector runs before the heap doubles past it (GOGC alone lets it
+// grow to twice the live set). A GOMEMLIMIT in the environment wins.
+func setMemoryLimit(limit int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(limit)
+}
+
+// parseMemory parses --memory ("" means no limit: the formula's value).
+func parseMemory(s string) (int64, error) {
+	v, err := parseSize(s)
+	if err != nil || (s != "" && v < memBase) {
+		return 0, usageError("--memory %q: want a size of at least %s, like 64MiB", s, sizeString(memBase))
+	}
+	return v, nil
+}
+
+// sizeString prints whole MiB as "64MiB", anything else in bytes.
+func sizeString(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%dMiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+)
+
+// TestFitBackup: the budget formula at the defaults, shrinking what the
+// user left at its default, and refusing (usage) what the user set.
+func TestFitBackup(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name             string
+		limit, part      int64
+		jobs, conc       int
+		jobsSet, concSet bool
+		wantJobs         int
+		wantConc         int
+		wantPool         int64
+		wantBudget       int64
+		refused          bool
+	}{
+		// 8 MiB × (2+2−1) + 2 × 4 MiB + 20 MiB
+		{name: "defaults", jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 24 * mib, wantBudget: 52 * mib},
+		// never fewer parts than open objects (jobs + backup_manifest)
+		{name: "concurrency 1 keeps jobs+1 parts", part: 16 * mib, jobs: 1, conc: 1, wantJobs: 1, wantConc: 1, wantPool: 32 * mib, wantBudget: 56 * mib},
+		{name: "more concurrency, more parts", jobs: 2, conc: 4, wantJobs: 2, wantConc: 4, wantPool: 40 * mib, wantBudget: 68 * mib},
+		{name: "room to spare goes to the pool", limit: 100 * mib, jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 72 * mib, wantBudget: 100 * mib},
+		{name: "default jobs shrink", limit: 48 * mib, jobs: 8, conc: 2, wantJobs: 1, wantConc: 2, wantPool: 24 * mib, wantBudget: 48 * mib},
+		{name: "then default concurrency", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, wantJobs: 2, wantConc: 3, wantPool: 32 * mib, wantBudget: 60 * mib},
+		{name: "set jobs do not fit", limit: 48 * mib, jobs: 2, conc: 2, jobsSet: true, refused: true},
+		{name: "set jobs and concurrency do not fit", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, concSet: true, refused: true},
+		{name: "below one job", limit: 38 * mib, jobs: 4, conc: 2, refused: true},
+		{name: "one part does not fit", limit: 30 * mib, part: 16 * mib, jobs: 1, conc: 1, refused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jobs, conc, pool, budget, err := fitBackup(tc.limit, tc.part, tc.jobs, tc.conc, tc.jobsSet, tc.concSet)
+			if tc.refused {
+				if failure.KindOf(err) != failure.Usage || !strings.Contains(failure.HintOf(err), "raise --memory") {
+					t.Fatalf("err = %v (hint %q), want a usage error with a hint", err, failure.HintOf(err))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if jobs != tc.wantJobs || conc != tc.wantConc || pool != tc.wantPool || budget != tc.wantBudget {
+				t.Errorf("got jobs %d, concurrency %d, pool %d MiB, budget %d MiB; want %d, %d, %d MiB, %d MiB",
+					jobs, conc, pool/mib, budget/mib, tc.wantJobs, tc.wantConc, tc.wantPool/mib, tc.wantBudget/mib)
+			}
+			if tc.limit > 0 && budget > tc.limit {
+				t.Errorf("budget %d MiB above --memory %d MiB", budget/mib, tc.limit/mib)
+			}
+			if part := max(tc.part, defaultBudgetPartSize); pool < part*int64(jobs+1) {
+				t.Errorf("pool %d MiB holds fewer parts of %d MiB than the %d objects that can be open", pool/mib, part/mib, jobs+1)
+			}
+		})
+	}
+}
+
+func TestFitRestore(t *testing.T) {
+	const mib = 1 << 20
+	if j, b, err := fitRestore(0, 2, false, 0); err != nil || j != 2 || b != 28*mib {
+		t.Errorf("defaults: jobs %d, budget %d MiB, %v; want 2, 28 MiB", j, b/mib, err)
+	}
+	// 4096 files × 768 bytes: 3 MiB
+	if j, b, err := fitRestore(0, 2, false, 4096); err != nil || j != 2 || b != 31*mib {
+		t.Errorf("with files: jobs %d, budget %d MiB, %v; want 2, 31 MiB", j, b/mib, err)
+	}
+	if j, b, err := fitRestore(25*mib, 8, false, 0); err != nil || j != 1 || b != 25*mib {
+		t.Errorf("shrink: jobs %d, budget %d MiB, %v; want 1, 25 MiB", j, b/mib, err)
+	}
+	if _, _, err := fitRestore(25*mib, 2, true, 0); failure.KindOf(err) != failure.Usage {
+		t.Errorf("set jobs that do not fit: %v, want a usage error", err)
+	}
+	if _, _, err := fitRestore(30*mib, 1, false, 1<<20); failure.KindOf(err) != failure.Usage {
+		t.Errorf("a million files in 30 MiB: %v, want a usage error", err)
+	}
+}
+
+// TestMemoryFlagRefused: a budget the explicit settings do not fit, or no
+// size at all, exits 2 before anything is opened (the bucket URL points
+// nowhere that exists).
+func TestMemoryFlagRefused(t *testing.T) {
+	bucket := "file://" + t.TempDir() + "/absent"
+	for _, args := range [][]string{
+		{"backup", "--bucket", bucket, "--memory", "40MiB", "--jobs", "4"},
+		{"backup", "--bucket", bucket, "--memory", "1MiB"},
+		{"backup", "--bucket", bucket, "--memory", "lots"},
+		{"restore", "latest", "--bucket", bucket, "--target", t.TempDir(), "--memory", "24MiB", "--jobs", "2"},
+	} {
+		r := runCLI(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--memory") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and a one-line error about --memory", args, r.code, r.stderr)
+		}
+	}
+}
