@@ -103,11 +103,11 @@ func fetchOnce(ctx context.Context, store *storage.Store, name, dest string) (er
 		// denied access must stop recovery, not end it.
 		// An empty archive is a wrong bucket or prefix (a directory
 		// bucket even creates a mistyped path), not the end of the WAL.
-		objs, _, lerr := store.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: store.WALPrefix()})
+		has, lerr := HasArchive(ctx, store)
 		if lerr != nil {
-			return store.Classify(lerr, "list the WAL archive")
+			return lerr
 		}
-		if len(objs) == 0 {
+		if !has {
 			return failure.Wrap(failure.Precondition, fmt.Errorf("fetch %s: there is no WAL archive in %s", name, store.Display),
 				"check the bucket URL and prefix: it must be the one archive_command (wal-push) writes to")
 		}
@@ -205,4 +205,13 @@ func checkSegment(f *os.File, segName string, size int64) error {
 		return fmt.Errorf("first page address %s, want %s: not segment %s", h.PageAddr, want, segName)
 	}
 	return nil
+}
+
+// HasArchive reports whether the bucket holds any archived WAL file.
+func HasArchive(ctx context.Context, store *storage.Store) (bool, error) {
+	objs, _, err := store.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: store.WALPrefix()})
+	if err != nil {
+		return false, store.Classify(err, "list the WAL archive")
+	}
+	return len(objs) > 0, nil
 }

@@ -161,7 +161,13 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 		return err
 	}
 	f.jobs = jobs
+	opts.Jobs = jobs
 	setMemoryLimit(budget)
+	if dropped, err := dropFetchForStreaming(ctx, g, store, f); err != nil {
+		return err
+	} else if dropped {
+		opts.RestoreCommand = ""
+	}
 	counter := &progress.Counter{}
 	stop := startProgress(g, counter, f.progress)
 	began := time.Now()

@@ -25,6 +25,8 @@ type pitrFlags struct {
 	archiveMode                            string
 
 	target restore.RecoveryTarget
+	// autoFetch: the restore_command is ours (wal-fetch), not the user's.
+	autoFetch bool
 }
 
 func addPITRFlags(cmd *cobra.Command, p *pitrFlags) {
@@ -73,8 +75,26 @@ func preparePITR(g *globalOptions, f *restoreFlags) error {
 			return err
 		}
 		f.restoreCommand = cmd
+		p.autoFetch = true
 	}
 	return nil
+}
+
+// dropFetchForStreaming leaves our wal-fetch restore_command out of a
+// standby restored from a bucket that has no WAL archive: the standby
+// streams from its primary, and wal-fetch would stop it at once (an empty
+// archive means a wrong bucket to wal-fetch). Reports whether it dropped it.
+func dropFetchForStreaming(ctx context.Context, g *globalOptions, store *storage.Store, f *restoreFlags) (bool, error) {
+	if !f.pitr.autoFetch || !f.standby {
+		return false, nil
+	}
+	has, err := walarchive.HasArchive(ctx, store)
+	if err != nil || has {
+		return false, err
+	}
+	g.logger.Info("no WAL archive in the bucket: no restore_command written; the standby streams from its primary (give --restore-command for another archive)")
+	f.restoreCommand = ""
+	return true, nil
 }
 
 // walFetchCommand is the restore_command that fetches from this restore's
