@@ -15,8 +15,8 @@ import (
 	"gocloud.dev/gcerrors"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"gocloud.dev/gcerrors"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 

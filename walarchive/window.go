@@ -6,7 +6,7 @@ import (
 
 	"gocloud.dev/blob"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
