@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"gocloud.dev/gcerrors"
-
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -186,7 +184,7 @@ func readInto(ctx context.Context, store *storage.Store, e *Entry) error {
 		e.Err = err
 		return nil
 	}
-	if gcerrors.Code(err) == gcerrors.NotFound {
+	if errors.Is(err, storage.ErrNotFound) {
 		// Deleted since the listing (delete removes manifest.json
 		// first): what is left is incomplete.
 		e.Complete = false
@@ -213,7 +211,7 @@ func readInto(ctx context.Context, store *storage.Store, e *Entry) error {
 // bucket is untrusted input. An object over the limit is a *failure.Error;
 // other errors come from the store.
 func readManifestJSON(ctx context.Context, store *storage.Store, id string) ([]byte, error) {
-	r, err := store.Bucket.NewReader(ctx, store.BackupKey(id, storage.ManifestName), nil)
+	r, err := store.NewReader(ctx, store.BackupKey(id, storage.ManifestName))
 	if err != nil {
 		return nil, err
 	}

@@ -24,8 +24,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
-	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/control"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -203,7 +204,7 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	if err != nil {
 		return nil, err
 	}
-	control, err := checkDataDirectory(pgdata, s.info.SystemIdentifier, s.info.Address)
+	ctl, err := checkDataDirectory(pgdata, s.info.SystemIdentifier, s.info.Address)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +233,7 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	} else if !s.info.DataChecksums {
 		run.logger.Info("data checksums are off in this cluster: pages are not verified")
 	}
-	return run.take(ctx, s, pgdata, control)
+	return run.take(ctx, s, pgdata, ctl)
 }
 
 func resolveDataDir(flag, fromServer string) (string, error) {
@@ -268,7 +269,7 @@ func archiveContentType(c codec.Codec) string {
 }
 
 // take runs the backup proper: start, copy, stop, WAL, manifests.
-func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control controlData) (*manifest.Backup, error) {
+func (r *backupRun) take(ctx context.Context, s *session, pgdata string, ctl control.Data) (*manifest.Backup, error) {
 	opts := r.opts
 	info := s.info
 	includeWAL, archiving, err := r.decideWAL(ctx, s)
@@ -292,7 +293,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 	r.verifier = pagecheck.Verifier{StartLSN: uint64(startLSN), SegmentBlocks: info.SegmentBlocks,
 		RelationBlockNumbers: info.VersionNum >= 170000}
 
-	archives, skipContents, err := r.discoverTablespaces(ctx, s, pgdata, info, control)
+	archives, skipContents, err := r.discoverTablespaces(ctx, s, pgdata, info, ctl)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +325,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, control
 		}
 		total += a.estimate
 	}
-	r.progress.SetTotal(total + controlFileSize)
+	r.progress.SetTotal(total + control.FileSize)
 
 	pgmKey := r.objectKey(storage.PGManifestName)
 	r.pgmObj, err = r.up.Open(r.uploadCtx, pgmKey, uploader.ObjectOptions{Raw: true, ContentType: "application/json"})
@@ -547,7 +548,7 @@ func statsTempRel(setting, pgdata string) string {
 // tablespace located inside the data directory is kept out of the data
 // directory's archive (its directory is stored empty) so it is not backed up
 // twice; in-place tablespaces (directories in pg_tblspc) stay in base.
-func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata string, info serverInfo, control controlData) ([]*archive, map[string]string, error) {
+func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata string, info serverInfo, ctl control.Data) ([]*archive, map[string]string, error) {
 	names := map[uint32]string{}
 	rows, err := s.conn.Query(ctx, "SELECT oid::bigint, spcname FROM pg_tablespace")
 	if err != nil {
@@ -565,7 +566,7 @@ func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata 
 		return nil, nil, fmt.Errorf("list tablespaces: %w", err)
 	}
 
-	versionDir := fmt.Sprintf("PG_%d_%d", info.VersionNum/10000, control.CatalogVersion)
+	versionDir := fmt.Sprintf("PG_%d_%d", info.VersionNum/10000, ctl.CatalogVersion)
 	tblspc := filepath.Join(pgdata, "pg_tblspc")
 	dirents, err := os.ReadDir(tblspc)
 	if err != nil {

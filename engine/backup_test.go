@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/faultyblob"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/control"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
@@ -201,7 +202,7 @@ func TestBackupContents(t *testing.T) {
 	}
 	// pg_control is byte-identical to the file (the server does not change it
 	// without a checkpoint, and the backup's checkpoint came before the copy).
-	if ctl := members["base/global/pg_control"]; len(ctl.data) != controlFileSize {
+	if ctl := members["base/global/pg_control"]; len(ctl.data) != control.FileSize {
 		t.Errorf("pg_control has %d bytes", len(ctl.data))
 	}
 	label := string(members["base/backup_label"].data)

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 )
 

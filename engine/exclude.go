@@ -3,7 +3,7 @@ package engine
 import (
 	"strings"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
 )
 
 // The exclusion rules of PostgreSQL's basebackup.c (sendDir), each with its

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 )
 

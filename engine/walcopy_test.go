@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 

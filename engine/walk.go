@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/pagecheck"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
 )
 
 type entryKind uint8

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 )
 
 // FormatVersion is the manifest.json format this code writes and the newest

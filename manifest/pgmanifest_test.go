@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 )
 
 var testRanges = []WALRange{{Timeline: 1, Start: 0x2000028, End: 0x2000138}}

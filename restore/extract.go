@@ -13,8 +13,6 @@ import (
 	"path"
 	"strings"
 
-	"gocloud.dev/gcerrors"
-
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/hashio"
@@ -56,9 +54,9 @@ type reader struct {
 func (rd *reader) read(ctx context.Context, p part) error {
 	key := rd.store.BackupKey(rd.backup.ID, p.obj.Key)
 	p.key = key
-	br, err := rd.store.Bucket.NewReader(ctx, key, nil)
+	br, err := rd.store.NewReader(ctx, key)
 	if err != nil {
-		if gcerrors.Code(err) == gcerrors.NotFound {
+		if errors.Is(err, storage.ErrNotFound) {
 			return failure.New(failure.Failed, "backup %s is damaged: object %s is missing", rd.backup.ID, key)
 		}
 		return rd.store.Classify(err, "read "+key)

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"gocloud.dev/gcerrors"
-
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -45,9 +43,9 @@ func loadIndex(ctx context.Context, store *storage.Store, m *manifest.Backup) (*
 		return nil, failure.New(failure.Failed, "backup %s is damaged: manifest.json gives %s %d bytes, more than the %d this version reads",
 			m.ID, key, m.BackupManifest.Size, int64(manifest.MaxPGManifestSize))
 	}
-	br, err := store.Bucket.NewReader(ctx, key, nil)
+	br, err := store.NewReader(ctx, key)
 	if err != nil {
-		if gcerrors.Code(err) == gcerrors.NotFound {
+		if errors.Is(err, storage.ErrNotFound) {
 			return nil, failure.New(failure.Failed, "backup %s is damaged: object %s is missing", m.ID, key)
 		}
 		return nil, store.Classify(err, "read "+key)

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 )
 
 // RecoveryTarget is a point-in-time recovery target: at most one of Time,

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"gocloud.dev/gcerrors"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -488,8 +487,8 @@ func checkObjects(ctx context.Context, store *storage.Store, m *manifest.Backup,
 		for _, o := range ts.Objects {
 			g.Go(func() error {
 				key := store.BackupKey(m.ID, o.Key)
-				a, err := store.Bucket.Attributes(gctx, key)
-				if gcerrors.Code(err) == gcerrors.NotFound {
+				a, err := store.Attributes(gctx, key)
+				if errors.Is(err, storage.ErrNotFound) {
 					return failure.New(failure.Failed, "backup %s is damaged: object %s is missing", m.ID, key)
 				}
 				if err != nil {

@@ -63,7 +63,7 @@ func PushWithAhead(ctx context.Context, store *storage.Store, path string, ahead
 			defer wg.Done()
 			// Pushed ahead by an earlier call: the server's own call
 			// for it compares the content; here a lookup is enough.
-			if ok, err := store.Bucket.Exists(ctx, store.WALKey(filepath.Base(p))); err == nil && ok {
+			if ok, err := store.Exists(ctx, store.WALKey(filepath.Base(p))); err == nil && ok {
 				return
 			}
 			r, err := Push(ctx, store, p)

@@ -11,12 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"gocloud.dev/blob"
-	"gocloud.dev/gcerrors"
-
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -98,7 +95,7 @@ func fetchOnce(ctx context.Context, store *storage.Store, name, dest string) (er
 		limit = maxSmallFile
 	}
 	_, size, err := readObject(ctx, store, key, tmp, limit)
-	if gcerrors.Code(err) == gcerrors.NotFound {
+	if errors.Is(err, storage.ErrNotFound) {
 		// Absent only if the archive itself answers: a wrong bucket or
 		// denied access must stop recovery, not end it.
 		// An empty archive is a wrong bucket or prefix (a directory
@@ -135,13 +132,13 @@ func fetchOnce(ctx context.Context, store *storage.Store, name, dest string) (er
 
 // readObject streams the object at key, decompressed, into w (at most
 // limit bytes), and checks it against its trailer. It returns the digest
-// and size. A missing object is returned as the driver's error (gcerrors
-// NotFound).
+// and size. A missing object is returned unclassified (errors.Is
+// storage.ErrNotFound).
 func readObject(ctx context.Context, store *storage.Store, key string, w io.Writer, limit int64) ([32]byte, int64, error) {
 	var sum [32]byte
-	r, err := store.Bucket.NewReader(ctx, key, nil)
+	r, err := store.NewReader(ctx, key)
 	if err != nil {
-		if gcerrors.Code(err) == gcerrors.NotFound {
+		if errors.Is(err, storage.ErrNotFound) {
 			return sum, 0, err
 		}
 		return sum, 0, store.Classify(err, "read "+key)
@@ -209,7 +206,7 @@ func checkSegment(f *os.File, segName string, size int64) error {
 
 // HasArchive reports whether the bucket holds any archived WAL file.
 func HasArchive(ctx context.Context, store *storage.Store) (bool, error) {
-	objs, _, err := store.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: store.WALPrefix()})
+	objs, _, err := store.ListPage(ctx, store.WALPrefix(), nil, 1)
 	if err != nil {
 		return false, store.Classify(err, "list the WAL archive")
 	}

@@ -12,9 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"gocloud.dev/blob"
-	"gocloud.dev/gcerrors"
-
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -95,18 +92,18 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 
 	// Archived already (pushed ahead by an earlier call, or a retry after
 	// a crash): compare, without sending the file again.
-	attrs, err := store.Bucket.Attributes(ctx, res.Key)
+	attrs, err := store.Attributes(ctx, res.Key)
 	switch {
 	case err == nil:
 		return alreadyArchived(ctx, store, res, attrs, sum, size)
-	case gcerrors.Code(err) != gcerrors.NotFound:
+	case !errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Errorf("archive %s: %w", name, store.Classify(err, "look up "+res.Key))
 	}
 
 	pr, pw := io.Pipe()
 	counted := &countWriter{}
 	go func() { pw.CloseWithError(compress(pw, counted, f, sum, size)) }()
-	err = store.Upload(ctx, res.Key, pr, &blob.WriterOptions{
+	err = store.Write(ctx, res.Key, pr, storage.WriteOptions{
 		ContentType: "application/zstd",
 		IfNotExist:  true,
 		Metadata:    map[string]string{metaSHA256: res.SHA256, metaSize: strconv.FormatInt(size, 10)},
@@ -116,7 +113,7 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 		res.Stored = counted.n
 		return res, nil
 	}
-	if gcerrors.Code(err) != gcerrors.FailedPrecondition {
+	if !errors.Is(err, storage.ErrExists) {
 		return nil, fmt.Errorf("archive %s: %w", name, err)
 	}
 	// The name was taken meanwhile (another push of it ran at once).
@@ -125,7 +122,7 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 
 // alreadyArchived decides a push whose name is taken: the same content is
 // success, anything else is refused.
-func alreadyArchived(ctx context.Context, store *storage.Store, res *PushResult, attrs *blob.Attributes, sum [32]byte, size int64) (*PushResult, error) {
+func alreadyArchived(ctx context.Context, store *storage.Store, res *PushResult, attrs *storage.Attributes, sum [32]byte, size int64) (*PushResult, error) {
 	name := res.Name
 	same, err := sameContent(ctx, store, res.Key, attrs, sum, size)
 	if err != nil {
@@ -167,10 +164,10 @@ func compress(w io.Writer, counted *countWriter, f io.Reader, sum [32]byte, size
 
 // sameContent reports whether the object at key holds a file with digest
 // sum: from its metadata where the backend keeps it, else by reading it.
-func sameContent(ctx context.Context, store *storage.Store, key string, attrs *blob.Attributes, sum [32]byte, size int64) (bool, error) {
+func sameContent(ctx context.Context, store *storage.Store, key string, attrs *storage.Attributes, sum [32]byte, size int64) (bool, error) {
 	if attrs == nil {
 		var err error
-		if attrs, err = store.Bucket.Attributes(ctx, key); err != nil {
+		if attrs, err = store.Attributes(ctx, key); err != nil {
 			return false, store.Classify(err, "read attributes of "+key)
 		}
 	}

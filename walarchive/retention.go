@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 
-	"gocloud.dev/blob"
-
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -27,7 +25,7 @@ type PruneResult struct {
 // of one archived segment (one small ranged read); 0 when the archive holds
 // no segment.
 func SegmentSize(ctx context.Context, store *storage.Store) (int64, error) {
-	it := store.Bucket.List(&blob.ListOptions{Prefix: store.WALPrefix()})
+	it := store.List(store.WALPrefix())
 	for {
 		obj, err := it.Next(ctx)
 		if err == io.EOF {
@@ -40,7 +38,7 @@ func SegmentSize(ctx context.Context, store *storage.Store) (int64, error) {
 		if !ok || storage.WALKind(name) != storage.WALSegment || obj.Size < trailerSize {
 			continue
 		}
-		r, err := store.Bucket.NewRangeReader(ctx, obj.Key, obj.Size-trailerSize, trailerSize, nil)
+		r, err := store.NewRangeReader(ctx, obj.Key, obj.Size-trailerSize, trailerSize)
 		if err != nil {
 			return 0, store.Classify(err, "read "+obj.Key)
 		}
@@ -79,7 +77,7 @@ func Prune(ctx context.Context, store *storage.Store, keepFrom wal.LSN, dryRun b
 	}
 	cutoff := wal.SegmentOf(keepFrom, segSize)
 	res.KeepFrom = wal.FileName(0, cutoff, segSize)[8:]
-	it := store.Bucket.List(&blob.ListOptions{Prefix: store.WALPrefix()})
+	it := store.List(store.WALPrefix())
 	for {
 		obj, err := it.Next(ctx)
 		if err == io.EOF {
@@ -97,7 +95,7 @@ func Prune(ctx context.Context, store *storage.Store, keepFrom wal.LSN, dryRun b
 			continue
 		}
 		if !dryRun {
-			if err := store.Bucket.Delete(ctx, obj.Key); err != nil {
+			if err := store.Delete(ctx, obj.Key); err != nil {
 				return res, store.Classify(err, "delete "+obj.Key)
 			}
 		}

@@ -4,13 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
-	"gocloud.dev/gcerrors"
-
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -28,7 +27,7 @@ type HistoryEntry struct {
 func LatestTimeline(ctx context.Context, store *storage.Store, from uint32) (uint32, error) {
 	latest := from
 	for tli := from + 1; tli > from; tli++ {
-		ok, err := store.Bucket.Exists(ctx, store.WALKey(fmt.Sprintf("%08X.history", tli)))
+		ok, err := store.Exists(ctx, store.WALKey(fmt.Sprintf("%08X.history", tli)))
 		if err != nil {
 			return 0, store.Classify(err, "look up the history of timeline "+strconv.FormatUint(uint64(tli), 10))
 		}
@@ -49,7 +48,7 @@ func ReadHistory(ctx context.Context, store *storage.Store, tli uint32) ([]Histo
 	name := fmt.Sprintf("%08X.history", tli)
 	var buf bytes.Buffer
 	_, _, err := readObject(ctx, store, store.WALKey(name), &buf, maxSmallFile)
-	if gcerrors.Code(err) == gcerrors.NotFound {
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("timeline %d has no history file %s in the archive", tli, name)
 	}
 	if err != nil {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"io"
 
-	"gocloud.dev/blob"
-
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -47,7 +45,7 @@ func CheckWindow(ctx context.Context, store *storage.Store, tli uint32, start, s
 	first := wal.SegmentOf(start, segSize)
 	next := first
 	w.From = wal.FileName(tli, first, segSize)
-	it := store.Bucket.List(&blob.ListOptions{Prefix: store.WALTimelinePrefix(tli)})
+	it := store.List(store.WALTimelinePrefix(tli))
 	for {
 		obj, err := it.Next(ctx)
 		if err == io.EOF {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"gocloud.dev/blob"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
 	"github.com/pgcloudbackup/pgcloudbackup/engine"
@@ -281,12 +280,12 @@ func probeBucket(ctx context.Context, store *storage.Store) (string, error) {
 	}, host)
 	key := store.Key(fmt.Sprintf("%sprobe-%s-%d-%s", probePrefix, host, os.Getpid(), hex.EncodeToString(rnd[:])))
 	body := []byte("pgcloudbackup check probe " + time.Now().UTC().Format(time.RFC3339Nano) + "\n")
-	err := store.Bucket.WriteAll(ctx, key, body, &blob.WriterOptions{ContentType: "text/plain", IfNotExist: true})
+	err := store.WriteAll(ctx, key, body, storage.WriteOptions{ContentType: "text/plain", IfNotExist: true})
 	if err != nil {
 		return key, store.Classify(err, "write probe object "+key)
 	}
-	got, readErr := store.Bucket.ReadAll(ctx, key)
-	delErr := store.Bucket.Delete(ctx, key)
+	got, readErr := store.ReadAll(ctx, key, 1<<20)
+	delErr := store.Delete(ctx, key)
 	switch {
 	case readErr != nil:
 		return key, store.Classify(readErr, "read back probe object "+key)

@@ -9,11 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"gocloud.dev/blob"
-
 	"github.com/pgcloudbackup/pgcloudbackup/engine"
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
 // defaultMaxWALLag: how many completed segments may wait for the archive
@@ -86,15 +85,11 @@ func (c *checkRun) usesOurArchive(ctx context.Context, a engine.ArchiverStatus) 
 	if c.store == nil {
 		return false, nil
 	}
-	it := c.store.Bucket.List(&blob.ListOptions{Prefix: c.store.WALPrefix()})
-	_, err := it.Next(ctx)
-	if errors.Is(err, io.EOF) {
-		return false, nil
-	}
+	has, err := walarchive.HasArchive(ctx, c.store)
 	if err != nil {
-		return false, c.store.Classify(err, "list "+c.store.WALPrefix())
+		return false, err
 	}
-	return true, nil
+	return has, nil
 }
 
 // inspectBucketArchive compares the newest segment of the server's
@@ -128,7 +123,7 @@ func (c *checkRun) inspectBucketArchive(ctx context.Context, a engine.ArchiverSt
 	var newestSeg wal.SegNo
 	listed := 0
 	for _, p := range prefixes {
-		it := c.store.Bucket.List(&blob.ListOptions{Prefix: c.store.WALTimelinePrefix(refTLI) + p})
+		it := c.store.List(c.store.WALTimelinePrefix(refTLI) + p)
 		for {
 			obj, err := it.Next(ctx)
 			if errors.Is(err, io.EOF) {
@@ -160,7 +155,7 @@ func (c *checkRun) inspectBucketArchive(ctx context.Context, a engine.ArchiverSt
 	}
 	// The server says it archived this file: it must be in this bucket.
 	if last := a.LastArchivedWAL; last != "" && storage.WALKind(last) != "" {
-		ok, err := c.store.Bucket.Exists(ctx, c.store.WALKey(last))
+		ok, err := c.store.Exists(ctx, c.store.WALKey(last))
 		if err != nil {
 			return nil, c.store.Classify(err, "look up "+c.store.WALKey(last))
 		}
@@ -172,7 +167,7 @@ func (c *checkRun) inspectBucketArchive(ctx context.Context, a engine.ArchiverSt
 		// It is in the bucket: the newest we know of when the listing
 		// found nothing newer (it may lie before both listed prefixes).
 		if tli, seg, isSeg := wal.ParseFileName(last, segSize); isSeg && tli == refTLI && seg <= refSeg && (b.newest == "" || seg > newestSeg) {
-			attrs, err := c.store.Bucket.Attributes(ctx, c.store.WALKey(last))
+			attrs, err := c.store.Attributes(ctx, c.store.WALKey(last))
 			if err != nil {
 				return nil, c.store.Classify(err, "read "+c.store.WALKey(last))
 			}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
-	"github.com/pgcloudbackup/pgcloudbackup/engine/wal"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) *storage.Store) {
 		{"DriverWriteErrorBehaviour", testDriverWriteError},
 		{"DriverCancelBehaviour", testDriverCancel},
 		{"MissingObject", testMissingObject},
+		{"ObjectDoor", testObjectDoor},
 		{"ReserveConcurrent", testReserveConcurrent},
 		{"ReserveDiscard", testReserveDiscard},
 		{"DeleteCrashed", testDeleteCrashed},
