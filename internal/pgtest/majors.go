@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,7 +45,7 @@ func BinDirFor(major int) (string, error) {
 	}
 	for _, d := range candidates {
 		if st, err := os.Stat(filepath.Join(d, "postgres")); err == nil && st.Mode()&0o111 != 0 {
-			return d, nil
+			return reachableBinDir(d, major)
 		}
 	}
 	return "", fmt.Errorf("no PostgreSQL %d server binaries (looked in %v); run scripts/install-test-postgres.sh", major, candidates)
@@ -63,4 +64,57 @@ func BinMajor(binDir string) (int, error) {
 		return 0, fmt.Errorf("%s/postgres --version: unexpected output %q", binDir, out)
 	}
 	return strconv.Atoi(string(m[1]))
+}
+
+// reachableBinDir returns binDir, or, when the tests run as root (the server
+// then runs as postgres) and a directory above binDir is not traversable by
+// others (a checkout under /root, say), a copy of its installation in a
+// shared temporary directory that postgres can reach. The copy is made once
+// per major and source, atomically (several test processes run at once),
+// and reused by later runs.
+func reachableBinDir(binDir string, major int) (string, error) {
+	if os.Geteuid() != 0 || traversableByOthers(binDir) {
+		return binDir, nil
+	}
+	install := filepath.Dir(binDir) // native/: bin, lib and share side by side
+	sum := sha256.Sum256([]byte(install))
+	dst := filepath.Join(os.TempDir(), "pgcloudbackup-pg", fmt.Sprintf("%d-%x", major, sum[:6]))
+	bin := filepath.Join(dst, "native", "bin")
+	if _, err := os.Stat(filepath.Join(bin, "postgres")); err == nil {
+		return bin, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), "copy-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if out, err := exec.Command("cp", "-a", install, filepath.Join(tmp, "native")).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("copy PostgreSQL %d to a directory the postgres user can reach: %v\n%s", major, err, out)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		// Another test process made it first.
+		if _, serr := os.Stat(filepath.Join(bin, "postgres")); serr != nil {
+			return "", fmt.Errorf("install PostgreSQL %d copy: %w", major, err)
+		}
+	}
+	return bin, nil
+}
+
+// traversableByOthers: every directory from / down to dir lets others in.
+func traversableByOthers(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
 }
