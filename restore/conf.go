@@ -26,6 +26,9 @@ type ConfOptions struct {
 // Setting is one parameter of postgresql.auto.conf.
 type Setting struct{ Name, Value string }
 
+// Line is the setting as a postgresql.conf line, its value quoted.
+func (s Setting) Line() string { return s.Name + " = " + QuoteConf(s.Value) }
+
 // Settings checks the options and returns the settings they make, in a
 // fixed order. Call it before restoring, so a bad value changes nothing.
 func (o ConfOptions) Settings(standby bool) ([]Setting, error) {
@@ -107,7 +110,7 @@ func AppendAutoConf(dataDir, comment string, settings []Setting) error {
 	}
 	fmt.Fprintf(&b, "# %s\n", strings.ReplaceAll(comment, "\n", " "))
 	for _, s := range settings {
-		fmt.Fprintf(&b, "%s = %s\n", s.Name, QuoteConf(s.Value))
+		b.WriteString(s.Line() + "\n")
 	}
 	f, err := root.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {

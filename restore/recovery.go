@@ -1,16 +1,9 @@
 package restore
 
 import (
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
@@ -76,10 +69,10 @@ func (t RecoveryTarget) Validate() error {
 	return nil
 }
 
-// Settings are the postgresql.conf lines for the target.
-func (t RecoveryTarget) Settings() []string {
-	var out []string
-	add := func(k, v string) { out = append(out, k+" = "+ConfQuote(v)) }
+// Settings are the postgresql.conf settings for the target.
+func (t RecoveryTarget) Settings() []Setting {
+	var out []Setting
+	add := func(k, v string) { out = append(out, Setting{k, v}) }
 	switch {
 	case !t.Time.IsZero():
 		add("recovery_target_time", FormatTargetTime(t.Time))
@@ -123,12 +116,6 @@ func FormatTargetTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05.000000") + "+00"
 }
 
-// ConfQuote quotes a postgresql.conf string value: quote and backslash are
-// escaped, as the configuration file parser unescapes them.
-func ConfQuote(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
-}
-
 // ShellQuote quotes one word for /bin/sh, which runs restore_command.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
@@ -150,43 +137,4 @@ func FetchCommand(bin string, args ...string) (string, error) {
 	}
 	b.WriteString("%f %p")
 	return b.String(), nil
-}
-
-// AppendSettings appends lines, under a comment, to postgresql.auto.conf
-// in dataDir (a directory just restored), keeping the directory owner's
-// ownership of the file.
-func AppendSettings(dataDir, comment string, lines []string) error {
-	if len(lines) == 0 {
-		return nil
-	}
-	path := filepath.Join(dataDir, "postgresql.auto.conf")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("write recovery settings: %w", err)
-	}
-	text := "# " + comment + "\n" + strings.Join(lines, "\n") + "\n"
-	if st, err := f.Stat(); err == nil && st.Size() > 0 {
-		text = "\n" + text
-	}
-	if _, err := f.WriteString(text); err != nil {
-		f.Close()
-		return fmt.Errorf("write recovery settings to %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write recovery settings to %s: %w", path, err)
-	}
-	if os.Geteuid() == 0 {
-		var st syscall.Stat_t
-		if err := syscall.Stat(dataDir, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", dataDir, err)
-		}
-		if err := os.Lchown(path, int(st.Uid), int(st.Gid)); err != nil && !errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("chown %s: %w", path, err)
-		}
-	}
-	return nil
 }

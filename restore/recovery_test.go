@@ -46,13 +46,16 @@ func TestRecoveryTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := RecoveryTarget{Time: ts, Action: "promote", Timeline: "2"}.Settings()
+	var got []string
+	for _, s := range (RecoveryTarget{Time: ts, Action: "promote", Timeline: "2"}).Settings() {
+		got = append(got, s.Line())
+	}
 	want := []string{"recovery_target_time = '2026-11-29 14:02:03.500000+00'", "recovery_target_action = 'promote'", "recovery_target_timeline = '2'"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("settings %q, want %q", got, want)
 	}
-	if got := (RecoveryTarget{Name: `it's a \ point`}).Settings(); got[0] != `recovery_target_name = 'it''s a \\ point'` {
-		t.Errorf("name quoted as %s", got[0])
+	if got := (RecoveryTarget{Name: `it's a \ point`}).Settings()[0].Line(); got != `recovery_target_name = 'it''s a \\ point'` {
+		t.Errorf("name quoted as %s", got)
 	}
 	for _, s := range []string{"2026-11-29 14:02:03", "yesterday", "2026-11-29"} {
 		if _, err := ParseTargetTime(s); err == nil {
@@ -85,13 +88,13 @@ func TestRecoveryTarget(t *testing.T) {
 	}
 }
 
-func TestAppendSettings(t *testing.T) {
+func TestAppendAutoConfAfterExisting(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "postgresql.auto.conf")
 	if err := os.WriteFile(p, []byte("# Do not edit\nwork_mem = '8MB'"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := AppendSettings(dir, "added", []string{"archive_mode = 'off'"}); err != nil {
+	if err := AppendAutoConf(dir, "added", []Setting{{"archive_mode", "off"}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(p)
@@ -107,7 +110,7 @@ func TestAppendSettings(t *testing.T) {
 	if err := os.Symlink(victim, p); err != nil {
 		t.Fatal(err)
 	}
-	if err := AppendSettings(dir, "added", []string{"x = 1"}); err == nil {
+	if err := AppendAutoConf(dir, "added", []Setting{{"x", "1"}}); err == nil {
 		t.Error("followed a symlink")
 	}
 	if b, _ := os.ReadFile(victim); len(b) != 0 {

@@ -739,8 +739,8 @@ func recoverySettings(s *dirSink, m *manifest.Backup, opts Options) error {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return s.writeError("read", "postgresql.auto.conf", err)
 		}
-		line := fmt.Sprintf("# added by pgcloudbackup restore of backup %s\nrestore_command = '%s'\n",
-			m.ID, strings.ReplaceAll(opts.RestoreCommand, "'", "''"))
+		line := fmt.Sprintf("# added by pgcloudbackup restore of backup %s\n%s\n",
+			m.ID, Setting{"restore_command", opts.RestoreCommand}.Line())
 		if len(conf) > 0 && conf[len(conf)-1] != '\n' {
 			conf = append(conf, '\n')
 		}

@@ -176,13 +176,10 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	opts.Progress = counter
 	res, err := restore.Restore(ctx, store, m, opts)
 	stop()
-	if err == nil {
-		err = finishPITR(f, m.ID, res.Target)
-	}
 	if err != nil {
 		return err
 	}
-	if err := restore.AppendAutoConf(res.Target, "added by pgcloudbackup restore of backup "+m.ID, confSettings); err != nil {
+	if err := restore.AppendAutoConf(res.Target, "added by pgcloudbackup restore of backup "+m.ID, append(pitrSettings(f), confSettings...)); err != nil {
 		return fmt.Errorf("backup %s restored into %s, but its settings were not written (add them to postgresql.auto.conf by hand): %w", m.ID, res.Target, err)
 	}
 	elapsed := time.Since(began)

@@ -215,12 +215,12 @@ func unusableFor(ctx context.Context, store *storage.Store, e *catalog.Entry, t 
 
 const catalogListHint = "see the backups with 'pgcloudbackup list'"
 
-// finishPITR writes the recovery target and archive_mode into the restored
-// data directory.
-func finishPITR(f *restoreFlags, id, dir string) error {
-	lines := f.pitr.target.Settings()
+// pitrSettings are the recovery target and archive_mode settings for the
+// restored postgresql.auto.conf.
+func pitrSettings(f *restoreFlags) []restore.Setting {
+	settings := f.pitr.target.Settings()
 	if f.pitr.archiveMode == "off" {
-		lines = append(lines, "archive_mode = 'off'")
+		settings = append(settings, restore.Setting{Name: "archive_mode", Value: "off"})
 	}
-	return restore.AppendSettings(dir, "recovery settings added by pgcloudbackup restore of backup "+id, lines)
+	return settings
 }
