@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -240,23 +239,4 @@ func printBackupSummary(w io.Writer, m *manifest.Backup, elapsed time.Duration) 
 			fmt.Fprintf(w, "                %s: block %d (%d bytes)\n", p.Path, p.Block, p.Size)
 		}
 	}
-}
-
-func tablespaceLabel(ts manifest.Tablespace) string {
-	if ts.OID == 0 {
-		return "base"
-	}
-	return fmt.Sprint(ts.OID)
-}
-
-func blockList(blocks []uint32) string {
-	parts := make([]string, 0, len(blocks))
-	for i, b := range blocks {
-		if i == 10 {
-			parts = append(parts, "…")
-			break
-		}
-		parts = append(parts, fmt.Sprint(b))
-	}
-	return strings.Join(parts, ", ")
 }

@@ -418,25 +418,3 @@ func (c *checkRun) checkServerArchiving(ctx context.Context) {
 	}
 	c.add(name, checkOK, a.String(), "")
 }
-
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
-}
-
-// humanAge prints an age in days, hours and minutes.
-func humanAge(d time.Duration) string {
-	if d < time.Minute {
-		return d.Round(time.Second).String()
-	}
-	d = d.Round(time.Minute)
-	days := d / (24 * time.Hour)
-	d -= days * 24 * time.Hour
-	s := strings.TrimSuffix(d.String(), "0s")
-	if days > 0 {
-		s = fmt.Sprintf("%dd%s", days, s)
-	}
-	return s
-}

@@ -125,11 +125,6 @@ type deleteReport struct {
 	WAL *walarchive.PruneResult `json:"wal,omitempty"`
 }
 
-type decisionJSON struct {
-	backupJSON
-	Reason string `json:"reason"`
-}
-
 func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []string, metrics *runMetrics) error {
 	ctx := cmd.Context()
 	p, err := f.policy(cmd, len(args) == 1, time.Now())
@@ -207,14 +202,6 @@ func runDelete(cmd *cobra.Command, g *globalOptions, f *deleteFlags, args []stri
 	}
 	fmt.Fprintf(g.stdout, "%s %s (%s), %s %d\n", verb, plural(len(report.Deleted), "backup", "backups"), humanBytes(freed), keep, len(report.Kept))
 	return nil
-}
-
-// plural is "1 backup", "2 backups".
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
 
 func printDecision(w io.Writer, verb string, d catalog.Decision) {

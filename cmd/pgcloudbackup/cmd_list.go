@@ -5,89 +5,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
-	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
-	"github.com/pgcloudbackup/pgcloudbackup/storage"
-	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
-
-// backupJSONFields documents backupJSON for the help of list and delete:
-// scripts parse these names, so they only ever gain fields.
-const backupJSONFields = `  id                  backup ID (UTC start time, e.g. 20261124T183026Z)
-  status              complete, incomplete (objects but no manifest.json: running,
-                      failed or being deleted) or unreadable (manifest.json this
-                      version cannot read; see error)
-  time                RFC 3339, UTC: the stop time of a complete backup, else
-                      when its newest object was written
-  objects             objects in the bucket
-  stored_size         bytes those objects occupy (manifest.json included)
-  error               why manifest.json is unreadable (unreadable only)
-  and, for complete backups only:
-  label, start_time, stop_time, pg_version, pg_version_num, system_identifier
-  (decimal string), timeline, start_lsn, stop_lsn ("X/X"), wal_included,
-  wal_archive (healthy, off or failing: the server's WAL archiving when the
-  backup was taken; absent if not recorded), self_contained (restores
-  without a WAL archive), restorable (false: no WAL and no archive),
-  compression, size (bytes of data before compression), checksums_verified,
-  checksum_failures (pages with a bad checksum)`
-
-// backupJSON is one backup in list and delete --json output.
-type backupJSON struct {
-	ID         string    `json:"id"`
-	Status     string    `json:"status"`
-	Time       time.Time `json:"time"`
-	Objects    int       `json:"objects"`
-	StoredSize int64     `json:"stored_size"`
-	Error      string    `json:"error,omitempty"`
-	// Embedded by pointer: its fields appear only for complete backups.
-	*manifestJSON
-	// WAL is the recoverable window in the WAL archive (list --wal).
-	WAL *walarchive.Window `json:"wal,omitempty"`
-}
-
-type manifestJSON struct {
-	Label             string    `json:"label"`
-	StartTime         time.Time `json:"start_time"`
-	StopTime          time.Time `json:"stop_time"`
-	PGVersion         string    `json:"pg_version"`
-	PGVersionNum      int       `json:"pg_version_num"`
-	SystemIdentifier  string    `json:"system_identifier"`
-	Timeline          uint32    `json:"timeline"`
-	StartLSN          wal.LSN   `json:"start_lsn"`
-	StopLSN           wal.LSN   `json:"stop_lsn"`
-	WALIncluded       bool      `json:"wal_included"`
-	WALArchive        string    `json:"wal_archive,omitempty"`
-	SelfContained     bool      `json:"self_contained"`
-	Restorable        bool      `json:"restorable"`
-	Compression       string    `json:"compression"`
-	Size              int64     `json:"size"`
-	ChecksumsVerified bool      `json:"checksums_verified"`
-	ChecksumFailures  int64     `json:"checksum_failures"`
-}
-
-func toJSON(e *catalog.Entry) backupJSON {
-	j := backupJSON{ID: e.ID, Status: e.Status(), Time: e.Time().UTC(), Objects: e.Objects, StoredSize: e.Bytes}
-	if e.Err != nil {
-		j.Error = errorLine(e.Err)
-	}
-	if m := e.Manifest; m != nil {
-		j.manifestJSON = &manifestJSON{
-			Label: m.Label, StartTime: m.StartTime.UTC(), StopTime: m.StopTime.UTC(),
-			PGVersion: m.PGVersion, PGVersionNum: m.PGVersionNum, SystemIdentifier: m.SystemIdentifier,
-			Timeline: m.Timeline, StartLSN: m.StartLSN, StopLSN: m.StopLSN,
-			WALIncluded: m.WALIncluded, WALArchive: m.WALArchive, SelfContained: m.SelfContained(), Restorable: !m.Unrestorable(),
-			Compression: m.Compression, Size: m.TotalSize(),
-			ChecksumsVerified: m.ChecksumsVerified, ChecksumFailures: m.ChecksumFailuresTotal,
-		}
-	}
-	return j
-}
 
 func newListCommand(g *globalOptions) *cobra.Command {
 	all, withWAL := false, false
@@ -161,31 +84,6 @@ func runList(ctx context.Context, g *globalOptions, all, withWAL bool) error {
 	return nil
 }
 
-// openCatalog opens the bucket and reads its catalog. The caller closes
-// the store (nil on error).
-func openCatalog(ctx context.Context, g *globalOptions) (*storage.Store, *catalog.Catalog, error) {
-	store, err := g.openStore(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	cat, err := catalog.Load(ctx, store)
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	warnFuture(g, cat)
-	return store, cat, nil
-}
-
-// warnFuture says which backups are dated in the future: they are kept,
-// but never "latest" and never the newest for retention.
-func warnFuture(g *globalOptions, cat *catalog.Catalog) {
-	for _, e := range cat.Future() {
-		g.logger.Warn("backup dated in the future (clock skew on the host that made it, or a crafted ID): it is not used as latest and does not count for retention; check it, and delete it by ID if it is not wanted",
-			"backup", e.ID, "ahead", catalog.FormatDuration(e.Started().Sub(cat.Now)))
-	}
-}
-
 // printBackupTable prints backups as an aligned table; a NOTE column
 // appears when a backup is not complete.
 func printBackupTable(w io.Writer, entries []*catalog.Entry) {
@@ -193,7 +91,7 @@ func printBackupTable(w io.Writer, entries []*catalog.Entry) {
 	for _, e := range entries {
 		notes = notes || !e.Usable()
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	header := "ID\tTIME (UTC)\tLABEL\tPG\tSIZE\tSTORED\tSTART LSN\tSTOP LSN\tWAL\tCHECKSUM FAILURES"
 	if notes {
 		header += "\tNOTE"
@@ -248,33 +146,4 @@ func entryNote(e *catalog.Entry) string {
 		return "UNREADABLE: " + errorLine(e.Err)
 	}
 	return ""
-}
-
-func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
-}
-
-// oneLine keeps a user-supplied label from breaking table rows.
-func oneLine(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-// shortVersion drops a packager's suffix ("15.18 (Debian 15.18-0+deb12u1)")
-// for the table; --json and show keep the whole string.
-func shortVersion(v string) string {
-	short, _, _ := strings.Cut(v, " ")
-	return short
 }

@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
-	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
@@ -57,39 +54,10 @@ func runShow(ctx context.Context, g *globalOptions, ref string) error {
 	return nil
 }
 
-// findBackup opens the bucket and finds the complete backup ref names (an
-// ID or "latest"). The caller closes the store (nil on error).
-func findBackup(ctx context.Context, g *globalOptions, ref string) (*storage.Store, *catalog.Entry, error) {
-	if ref == catalog.Latest {
-		// The whole catalog, so that backups dated in the future (never
-		// "latest") are warned about.
-		store, cat, err := openCatalog(ctx, g)
-		if err != nil {
-			return nil, nil, err
-		}
-		e, err := cat.Resolve(ref)
-		if err != nil {
-			store.Close()
-			return nil, nil, err
-		}
-		return store, e, nil
-	}
-	store, err := g.openStore(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	e, err := catalog.Find(ctx, store, ref)
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
-	return store, e, nil
-}
-
 func printManifest(w io.Writer, e *catalog.Entry) {
 	m := e.Manifest
 	fmt.Fprintf(w, "backup %s (%s)\n", m.ID, m.Status)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	field := func(name, format string, args ...any) {
 		fmt.Fprintf(tw, "  %s:\t%s\n", name, fmt.Sprintf(format, args...))
 	}
@@ -124,7 +92,7 @@ func printManifest(w io.Writer, e *catalog.Entry) {
 	_ = tw.Flush()
 
 	fmt.Fprintln(w, "\ntablespaces:")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw = newTable(w)
 	fmt.Fprintln(tw, "  OID\tNAME\tLOCATION\tSIZE\tFILES\tOBJECT\tSTORED")
 	for _, ts := range m.Tablespaces {
 		head := fmt.Sprintf("  %d\t%s\t%s\t%s\t%d", ts.OID, oneLine(ts.Name), oneLine(ts.Location), humanBytes(ts.Size), ts.Files)
@@ -141,14 +109,14 @@ func printManifest(w io.Writer, e *catalog.Entry) {
 	_ = tw.Flush()
 
 	if len(m.ChecksumFailures) > 0 {
-		printChecksumFailures(w, m.ChecksumFailures)
+		printPageList(w, "page checksum failures:", "FAILURES", m.ChecksumFailures)
 	}
 	if len(m.NewPagesWithData) > 0 {
 		printPageList(w, "pages marked new (pd_upper = 0) that hold data (not checksum failures: PostgreSQL does not verify them):", "PAGES", m.NewPagesWithData)
 	}
 	if len(m.PartialPages) > 0 {
 		fmt.Fprintln(w, "\nfiles ending in a partial page (not verified from that block on):")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		tw := newTable(w)
 		fmt.Fprintln(tw, "  FILE\tBLOCK\tSIZE")
 		for _, p := range m.PartialPages {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\n", oneLine(p.Path), p.Block, p.Size)
@@ -157,54 +125,12 @@ func printManifest(w io.Writer, e *catalog.Entry) {
 	}
 }
 
-func printChecksumFailures(w io.Writer, failures []manifest.ChecksumFailure) {
-	printPageList(w, "page checksum failures:", "FAILURES", failures)
-}
-
 func printPageList(w io.Writer, title, column string, failures []manifest.ChecksumFailure) {
 	fmt.Fprintln(w, "\n"+title)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "  FILE\t"+column+"\tBLOCKS")
 	for _, f := range failures {
 		fmt.Fprintf(tw, "  %s\t%d\t%s\n", oneLine(f.Path), f.Count, blockRanges(f.Blocks, 20))
 	}
 	_ = tw.Flush()
-}
-
-// blockRanges writes sorted block numbers as ranges ("0-127, 300"), at
-// most max of them: a torn file can fail on every page.
-func blockRanges(blocks []uint32, max int) string {
-	var b strings.Builder
-	ranges := 0
-	for i := 0; i < len(blocks); {
-		j := i
-		for j+1 < len(blocks) && blocks[j+1] == blocks[j]+1 {
-			j++
-		}
-		if ranges == max {
-			fmt.Fprintf(&b, ", … (%d more blocks; --json lists all)", len(blocks)-i)
-			break
-		}
-		if ranges > 0 {
-			b.WriteString(", ")
-		}
-		if j > i {
-			fmt.Fprintf(&b, "%d-%d", blocks[i], blocks[j])
-		} else {
-			fmt.Fprintf(&b, "%d", blocks[i])
-		}
-		ranges++
-		i = j + 1
-	}
-	return b.String()
-}
-
-// exactArgs is cobra.ExactArgs with a message that says what to give.
-func exactArgs(n int, what string) cobra.PositionalArgs {
-	return func(_ *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usageError("%s (got %d arguments)", what, len(args))
-		}
-		return nil
-	}
 }

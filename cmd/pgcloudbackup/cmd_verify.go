@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/restore"
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
@@ -100,14 +98,4 @@ func runVerify(ctx context.Context, g *globalOptions, ref string, jobs int, show
 		err = walErr
 	}
 	return err
-}
-
-// interruptedError is what a command stopped by SIGINT/SIGTERM reports
-// (exit 130), rather than "context canceled".
-func interruptedError(op string, ctx context.Context) error {
-	msg := op + " interrupted"
-	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
-		msg += " (" + c.Error() + ")"
-	}
-	return failure.Wrap(failure.Interrupted, errors.New(msg), "")
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
@@ -32,22 +30,4 @@ func checkBackupWAL(ctx context.Context, store *storage.Store, m *manifest.Backu
 		return w, failure.New(failure.Failed, "backup %s: archived WAL on timeline %d has a gap at %s: recoverable only up to LSN %s", m.ID, m.Timeline, w.Gap, w.End)
 	}
 	return w, nil
-}
-
-func printWindow(out io.Writer, w *walarchive.Window) {
-	if w == nil {
-		return
-	}
-	switch {
-	case w.NoArchive:
-		fmt.Fprintln(out, "  WAL archive: none")
-	case w.Segments == 0:
-		fmt.Fprintf(out, "  WAL archive: first needed segment %s missing\n", w.From)
-	default:
-		fmt.Fprintf(out, "  WAL archive: timeline %d, %d contiguous segments %s … %s, recoverable to LSN %s", w.Timeline, w.Segments, w.From, w.Last, w.End)
-		if w.Gap != "" {
-			fmt.Fprintf(out, " (GAP at %s)", w.Gap)
-		}
-		fmt.Fprintln(out)
-	}
 }

@@ -11,14 +11,6 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
-// wal-fetch has exit codes of its own, because PostgreSQL reads them: 1
-// means "not in the archive" (recovery may end there), and a status above
-// 125 makes recovery stop with an error instead of promoting early.
-const (
-	exitWALAbsent      = 1
-	exitWALFetchFailed = 128
-)
-
 type walFetchFlags struct {
 	attempts int
 	prefetch int
@@ -81,19 +73,4 @@ func runWALFetch(ctx context.Context, g *globalOptions, f *walFetchFlags, name, 
 		startPrefetch(g, name, path, f.prefetch)
 	}
 	return err
-}
-
-// walFetchExitCode maps wal-fetch's outcome onto the codes PostgreSQL
-// understands: anything but success and "absent" is fatal for recovery.
-func walFetchExitCode(err error, code int) int {
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, walarchive.ErrNotArchived):
-		return exitWALAbsent
-	case code > 125:
-		return code
-	default:
-		return exitWALFetchFailed
-	}
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/spf13/cobra"
+
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
 // Exit codes are part of the interface: scripts depend on them. They are
@@ -19,9 +23,14 @@ const (
 	exitInterrupted      = 130
 )
 
+// exitCodeFor is the exit code of a command that returned err (wal-fetch
+// maps it further: walFetchExitCode).
 func exitCodeFor(err error) int {
 	if err == nil {
 		return exitOK
+	}
+	if errors.As(err, new(*checksumFailuresError)) {
+		return exitChecksumFailures
 	}
 	switch failure.KindOf(err) {
 	case failure.Usage:
@@ -33,6 +42,15 @@ func exitCodeFor(err error) int {
 	default:
 		return exitFailed
 	}
+}
+
+// interruptedIfStopped reports a failure of a command that a signal was
+// stopping as interrupted: the failure is most likely the stop itself.
+func interruptedIfStopped(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && failure.KindOf(err) == failure.Failed {
+		return failure.Wrap(failure.Interrupted, err, "")
+	}
+	return err
 }
 
 // errorLine renders an error as the one line the user sees.
@@ -53,4 +71,51 @@ func usageError(format string, args ...any) error {
 	return failure.New(failure.Usage, format, args...)
 }
 
+// wal-fetch has exit codes of its own, because PostgreSQL reads them: 1
+// means "not in the archive" (recovery may end there), and a status above
+// 125 makes recovery stop with an error instead of promoting early.
+const (
+	exitWALAbsent      = 1
+	exitWALFetchFailed = 128
+)
+
 var errInterrupted = failure.Wrap(failure.Interrupted, errors.New("interrupted by signal"), "")
+
+// checksumFailuresError ends a backup that completed with page checksum
+// failures: its own exit code, the summary already printed.
+type checksumFailuresError struct{ total int64 }
+
+// interruptedError is what a command stopped by SIGINT/SIGTERM reports
+// (exit 130), rather than "context canceled".
+func interruptedError(op string, ctx context.Context) error {
+	msg := op + " interrupted"
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		msg += " (" + c.Error() + ")"
+	}
+	return failure.Wrap(failure.Interrupted, errors.New(msg), "")
+}
+
+// walFetchExitCode maps wal-fetch's outcome onto the codes PostgreSQL
+// understands: anything but success and "absent" is fatal for recovery.
+func walFetchExitCode(err error, code int) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, walarchive.ErrNotArchived):
+		return exitWALAbsent
+	case code > 125:
+		return code
+	default:
+		return exitWALFetchFailed
+	}
+}
+
+// exactArgs is cobra.ExactArgs with a message that says what to give.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError("%s (got %d arguments)", what, len(args))
+		}
+		return nil
+	}
+}

@@ -121,11 +121,3 @@ func parseMemory(s string) (int64, error) {
 	}
 	return v, nil
 }
-
-// sizeString prints whole MiB as "64MiB", anything else in bytes.
-func sizeString(n int64) string {
-	if n%(1<<20) == 0 {
-		return fmt.Sprintf("%dMiB", n>>20)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
-	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/metricsfile"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -69,15 +67,8 @@ func (m *runMetrics) finish(runErr error) {
 		return
 	}
 	now := time.Now()
-	if runErr != nil && m.ctx.Err() != nil && failure.KindOf(runErr) == failure.Failed {
-		// As run() reports it: stopped by a signal.
-		runErr = failure.Wrap(failure.Interrupted, runErr, "")
-	}
+	runErr = interruptedIfStopped(m.ctx, runErr) // as run() reports it
 	code := exitCodeFor(runErr)
-	var cf *checksumFailuresError
-	if errors.As(runErr, &cf) {
-		code = exitChecksumFailures
-	}
 	success := m.success && (runErr == nil || code == exitChecksumFailures)
 	s := m.set
 	s.Gauge("last_run_timestamp_seconds", "When the last run ended, as a Unix time.", float64(now.Unix()))

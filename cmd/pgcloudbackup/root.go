@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,13 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
-	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // globalOptions are the flags every command takes.
@@ -76,26 +73,20 @@ func runWith(args []string, stdout, stderr io.Writer, libraryLogs func(*slog.Log
 		// cobra's own errors: unknown command, wrong arguments, bad flags.
 		err = failure.Wrap(failure.Usage, err, "see 'pgcloudbackup --help'")
 	}
-	if err != nil && ctx.Err() != nil && failure.KindOf(err) == failure.Failed {
-		err = failure.Wrap(failure.Interrupted, err, "")
-	}
+	err = interruptedIfStopped(ctx, err)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) && !errors.Is(err, errInterrupted) {
 		// "context canceled" (restore, verify) tells the user nothing:
 		// the signal stopped the command.
 		err = errInterrupted
 	}
 	code := exitCodeFor(err)
-	var cf *checksumFailuresError
-	if errors.As(err, &cf) {
-		code = exitChecksumFailures
-	}
 	if sub, _, ferr := root.Find(args); ferr == nil && sub.Name() == "wal-fetch" {
 		code = walFetchExitCode(err, code)
 		if code == exitWALAbsent {
 			return code // quiet: recovery asks for files past the archive's end
 		}
 	}
-	if err != nil && cf == nil {
+	if err != nil && code != exitChecksumFailures {
 		printError(stderr, err)
 		// Scripts get the error as JSON too, unless the command already
 		// printed its own JSON result (verify's report, for one).
@@ -122,10 +113,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
-// checksumFailuresError ends a backup that completed with page checksum
-// failures: its own exit code, the summary already printed.
-type checksumFailuresError struct{ total int64 }
 
 func (e *checksumFailuresError) Error() string {
 	return fmt.Sprintf("backup complete, but %d bad pages (checksum failures, or pages marked new that hold data) were found", e.total)
@@ -221,39 +208,4 @@ func (g *globalOptions) setup() error {
 		g.libraryLogs(g.logger)
 	}
 	return nil
-}
-
-// openStore opens the bucket given by --bucket.
-func (g *globalOptions) openStore(ctx context.Context) (*storage.Store, error) {
-	if g.bucket == "" {
-		return nil, usageError("no bucket: give --bucket URL or set PGCLOUDBACKUP_BUCKET")
-	}
-	return storage.Open(ctx, g.bucket, storage.Options{Logger: g.logger})
-}
-
-func writeJSON(w io.Writer, v any) {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-// humanBytes formats a byte count for people.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-func humanDuration(d time.Duration) string {
-	if d < time.Second {
-		return d.Round(time.Millisecond).String()
-	}
-	return d.Round(100 * time.Millisecond).String()
 }
