@@ -159,17 +159,7 @@ func splitLast(rel string) (parent, name string) {
 	return rel[:i], rel[i+1:]
 }
 
-func allDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
+func allDigits(s string) bool { return pagecheck.AllDigits(s) }
 
 // parseRelationFileName splits "<digits>[_<fork>][.<segment>]" into the
 // relation number and fork ("" for main), with pagecheck's parser (one rule

@@ -49,16 +49,7 @@ func TestRestorePortSocketNoArchive(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("restore: exit %d\n%s", r.code, r.stderr)
 	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, target)
-	}
-	logFile := filepath.Join(work, "server.log")
-	start := pgtest.ServerCommand(filepath.Join(c.BinDir, "pg_ctl"), "-D", target, "-l", logFile, "-w", "-t", "120", "start")
-	if out, err := start.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(logFile)
-		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
-	}
-	t.Cleanup(func() { _ = pgtest.StopServer(c.BinDir, target, "immediate") })
+	startRestored(t, c.BinDir, target, filepath.Join(work, "server.log"))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -103,16 +94,8 @@ func TestRestoreStreamingStandby(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("restore: exit %d\n%s", r.code, r.stderr)
 	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, target)
-	}
 	logFile := filepath.Join(work, "server.log")
-	start := pgtest.ServerCommand(filepath.Join(c.BinDir, "pg_ctl"), "-D", target, "-l", logFile, "-w", "-t", "120", "start")
-	if out, err := start.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(logFile)
-		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
-	}
-	t.Cleanup(func() { _ = pgtest.StopServer(c.BinDir, target, "immediate") })
+	startRestored(t, c.BinDir, target, logFile)
 
 	c.Exec("postgres", "CREATE TABLE after_backup AS SELECT 42 AS answer")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -146,4 +129,19 @@ func TestRestoreStreamingStandby(t *testing.T) {
 	if err := c.Connect("postgres").QueryRow(ctx, "SELECT application_name FROM pg_stat_replication").Scan(&sender); err != nil || sender != "drill" {
 		t.Errorf("pg_stat_replication on the primary: %q, %v", sender, err)
 	}
+}
+
+// startRestored starts the server a restore wrote into target with its own
+// settings (pg_ctl start, as the operator would) and stops it at the end.
+func startRestored(t *testing.T, binDir, target, logFile string) {
+	t.Helper()
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, target)
+	}
+	start := pgtest.ServerCommand(filepath.Join(binDir, "pg_ctl"), "-D", target, "-l", logFile, "-w", "-t", "120", "start")
+	if out, err := start.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(logFile)
+		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	t.Cleanup(func() { _ = pgtest.StopServer(binDir, target, "immediate") })
 }

@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/progress/progresstest"
 )
 
 // TestProgressBarAndLogOnATerminal runs the progress bar with stderr on a
@@ -19,14 +18,14 @@ import (
 // is on a line of its own, not glued to the end of the bar.
 func TestProgressBarAndLogOnATerminal(t *testing.T) {
 	master, slave := openPTY(t)
-	var s ttyScreen
+	var s progresstest.Screen
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
 		buf := make([]byte, 4096)
 		for {
 			n, err := master.Read(buf)
-			s.write(buf[:n])
+			_, _ = s.Write(buf[:n])
 			if err != nil {
 				return
 			}
@@ -47,16 +46,16 @@ func TestProgressBarAndLogOnATerminal(t *testing.T) {
 	c.Add(30 << 20)
 	c.SetPhase("copy")
 	stop := startProgress(g, &c, true)
-	s.waitFor(t, "MiB/s") // the bar is drawn
+	s.WaitFor(t, "MiB/s") // the bar is drawn
 	const msg = "a log line while the bar is up"
 	g.logger.Warn(msg)
-	s.waitFor(t, msg)
+	s.WaitFor(t, msg)
 	c.Add(20 << 20)
 	stop()
 	fmt.Fprint(slave, "END\n")
-	s.waitFor(t, "END")
+	s.WaitFor(t, "END")
 
-	lines := s.lines()
+	lines := s.Lines()
 	logRow := -1
 	for i, l := range lines {
 		switch {
@@ -106,70 +105,4 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 		t.Fatal(err)
 	}
 	return m, sl
-}
-
-// ttyScreen is what a terminal shows for what the bar and the log write:
-// carriage return, newline, erase to end of line (ESC [ K), text.
-type ttyScreen struct {
-	mu       sync.Mutex
-	rows     [][]rune
-	row, col int
-	esc      []rune // an escape sequence cut between two reads
-}
-
-func (s *ttyScreen) write(p []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := append(s.esc, []rune(string(p))...)
-	s.esc = nil
-	for i := 0; i < len(r); i++ {
-		for len(s.rows) <= s.row {
-			s.rows = append(s.rows, nil)
-		}
-		switch c := r[i]; {
-		case c == '\r':
-			s.col = 0
-		case c == '\n':
-			s.row++
-			s.col = 0
-		case c == 0x1b && i+2 >= len(r):
-			s.esc = append([]rune{}, r[i:]...)
-			return
-		case c == 0x1b && r[i+1] == '[' && r[i+2] == 'K':
-			if s.col < len(s.rows[s.row]) {
-				s.rows[s.row] = s.rows[s.row][:s.col]
-			}
-			i += 2
-		default:
-			line := s.rows[s.row]
-			for len(line) <= s.col {
-				line = append(line, ' ')
-			}
-			line[s.col] = c
-			s.rows[s.row] = line
-			s.col++
-		}
-	}
-}
-
-func (s *ttyScreen) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, r := range s.rows {
-		out = append(out, strings.TrimRight(string(r), " "))
-	}
-	return out
-}
-
-// waitFor waits until some line on screen contains text.
-func (s *ttyScreen) waitFor(t *testing.T, text string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(strings.Join(s.lines(), "\n"), text) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %q on screen:\n%s", text, strings.Join(s.lines(), "\n"))
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
 }

@@ -30,7 +30,7 @@ func isRelationDir(dir string, inTablespace bool) bool {
 		return true
 	}
 	parent, db, ok := strings.Cut(dir, "/")
-	if !ok || !allDigits(db) {
+	if !ok || !AllDigits(db) {
 		return false
 	}
 	if inTablespace {
@@ -84,7 +84,7 @@ func ParseRelationFileName(name string) (RelationFile, bool) {
 		return f, true
 	}
 	seg, ok := strings.CutPrefix(rest, ".")
-	if !ok || seg == "" || len(seg) > 10 || !allDigits(seg) {
+	if !ok || seg == "" || len(seg) > 10 || !AllDigits(seg) {
 		return RelationFile{}, false
 	}
 	var n uint64
@@ -98,7 +98,10 @@ func ParseRelationFileName(name string) (RelationFile, bool) {
 	return f, true
 }
 
-func allDigits(s string) bool {
+// AllDigits reports whether s is a non-empty run of ASCII digits: the
+// shape of the OIDs, relfilenumbers and segment numbers in the names of a
+// data directory.
+func AllDigits(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -88,3 +88,14 @@ func TestRelationBlockNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestAllDigits(t *testing.T) {
+	for s, want := range map[string]bool{
+		"": false, "0": true, "16384": true, "1_vm": false, "-1": false,
+		"12 ": false, "١٢": false, // Arabic-Indic digits are not OIDs
+	} {
+		if got := AllDigits(s); got != want {
+			t.Errorf("AllDigits(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
