@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
@@ -59,6 +60,9 @@ func parseBucketURL(raw string) (*bucketURL, error) {
 			if err := checkS3BucketName(b.bucket); err != nil {
 				return nil, &failure.Error{Kind: failure.Usage, Err: fmt.Errorf("bucket URL %q: %v", Redact(raw), err),
 					Hint: "S3 bucket names are 3 to 63 characters (a-z, 0-9, '.', '-') starting and ending with a letter or digit, as in s3://my-backups/prefix"}
+			}
+			if err := checkS3Accelerate(b.query); err != nil {
+				return nil, err
 			}
 		}
 		if b.prefix, err = cleanPrefix(u.Path); err != nil {
@@ -121,6 +125,27 @@ func checkS3BucketName(name string) error {
 	}
 	if ip := net.ParseIP(name); ip != nil {
 		return fmt.Errorf("S3 bucket name %q looks like an IP address", name)
+	}
+	return nil
+}
+
+// checkS3Accelerate refuses what the SDK's endpoint rules refuse only at
+// the first request ("endpoint rule error", exit 1): transfer acceleration
+// has its own virtual-hosted endpoint, so it cannot be combined with
+// path-style addressing or a FIPS endpoint. A value that is not a boolean is
+// left to openS3, which names it.
+func checkS3Accelerate(q url.Values) error {
+	on := func(k string) bool {
+		v, err := strconv.ParseBool(q.Get(k))
+		return err == nil && v
+	}
+	if !on("accelerate") {
+		return nil
+	}
+	for _, k := range []string{"use_path_style", "s3ForcePathStyle", "fips"} {
+		if on(k) {
+			return usageErr("s3 bucket URL parameters accelerate=true and %s=true cannot be combined: transfer acceleration has its own endpoint; drop one of them", k)
+		}
 	}
 	return nil
 }

@@ -39,6 +39,8 @@ func TestBucketURLUsageErrors(t *testing.T) {
 		"s3://ab?region=x":    "3 to 63",
 		"s3://Bad_Name/p":     "character",
 		"s3://a..b?region=us": "adjacent",
+		// The SDK refuses this pair only at the first request (it was exit 1).
+		"s3://my-bucket?region=us-east-1&accelerate=true&use_path_style=true": "accelerate=true and use_path_style=true",
 	} {
 		r := runCLI("list", "--bucket", url)
 		wantOneLineError(t, r, exitUsage, msg)
