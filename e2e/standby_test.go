@@ -46,7 +46,7 @@ func testStandby(t *testing.T, major int) {
 		GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO backup;
 		GRANT pg_read_all_settings TO backup;
 		CREATE ROLE nobody LOGIN`)
-	standby := primary.NewStandby(t)
+	standby := primary.Standby(t)
 	if v := standby.QueryString("postgres", "SELECT pg_is_in_recovery()::text"); v != "true" {
 		t.Fatalf("the standby is not in recovery: %s", v)
 	}
@@ -267,7 +267,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // leaves nothing in the bucket.
 func TestStandbyPromotedDuringBackup(t *testing.T) {
 	primary := pgtest.New(t, pgtest.Options{Major: 17})
-	standby := primary.NewStandby(t)
+	standby := primary.Standby(t)
 	bucketDir := pgtest.TempDir(t, "bucket-")
 	p := startCLI(t, standby.Env(), "backup", "--bucket", "file://"+bucketDir, "--wal", "--fast", "--max-rate", "2M")
 	p.waitFor(t, "backup started", time.Minute)

@@ -8,25 +8,26 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// NewStandby makes a streaming standby of c, for any major and without
+// Standby makes a streaming standby of c, for any major and without
 // client programs (the npm builds have none): a physical replication slot on
 // c keeps the WAL, a low-level base backup (pg_backup_start/stop, or
 // pg_start_backup/pg_stop_backup before 15) copies the data directory, and
 // the copy starts with standby.signal, primary_conninfo and
 // primary_slot_name. It waits until the standby accepts read-only
-// connections; it is stopped when the test ends. Clusters with tablespaces
-// are not supported (their directories would collide on one host).
-func (c *Cluster) NewStandby(t testing.TB) *Cluster {
+// connections; it is stopped when the test ends. A standby of a standby
+// cascades: it follows its upstream to a new timeline when the upstream is
+// promoted. Clusters with tablespaces are not supported (their directories
+// would collide on one host).
+func (c *Cluster) Standby(t testing.TB) *Cluster {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(c.DataDir, "pg_tblspc"))
 	if err != nil || len(ents) != 0 {
-		t.Fatalf("NewStandby: the primary must have no tablespaces (pg_tblspc: %d entries, %v)", len(ents), err)
+		t.Fatalf("Standby: the primary must have no tablespaces (pg_tblspc: %d entries, %v)", len(ents), err)
 	}
 	slot := fmt.Sprintf("standby_%d", time.Now().UnixNano()%1e9)
 	c.Exec("postgres", fmt.Sprintf("SELECT pg_create_physical_replication_slot('%s', true)", slot))
@@ -140,34 +141,6 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	return out.Close()
-}
-
-// Standby makes a streaming standby of c with Debian's pg_basebackup -R
-// (WAL streamed; PostgreSQL 15 only, see NewStandby for any major),
-// starts it and returns it; it is stopped and removed when the test ends.
-// A standby of a standby cascades: it follows its upstream to a new
-// timeline when the upstream is promoted.
-func (c *Cluster) Standby(t testing.TB) *Cluster {
-	t.Helper()
-	root := TempDir(t, "pgstandby-")
-	s := &Cluster{
-		BinDir:  c.BinDir,
-		Root:    root,
-		DataDir: filepath.Join(root, "data"),
-		SockDir: root,
-		LogFile: filepath.Join(root, "server.log"),
-		t:       t,
-	}
-	// As the server's user, so the copy belongs to it.
-	cmd := s.serverCmd("pg_basebackup", "-D", s.DataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync",
-		"-h", c.Host(), "-p", strconv.Itoa(c.Port), "-U", DBUser)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pg_basebackup for a standby: %v\n%s", err, out)
-	}
-	s.Port = FreePort(t)
-	s.Start()
-	t.Cleanup(s.stopQuietly)
-	return s
 }
 
 // Promote ends recovery on a standby (pg_ctl promote) and waits until it
