@@ -3,6 +3,7 @@ package walarchive
 import (
 	"context"
 	"io"
+	"math"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -28,12 +29,31 @@ type Window struct {
 	Gap string `json:"gap,omitempty"`
 	// NoArchive: the bucket holds no archived segment at all.
 	NoArchive bool `json:"no_archive,omitempty"`
+	// Timelines is the path the window follows when it crosses from the
+	// backup's timeline to later ones (FollowWindow); Timeline is then the
+	// one it ends on.
+	Timelines []uint32 `json:"timelines,omitempty"`
 }
 
 // CheckWindow lists timeline tli's archived segments (one listing of that
 // timeline) and returns the window of a backup from start to stop.
 func CheckWindow(ctx context.Context, store *storage.Store, tli uint32, start, stop wal.LSN) (*Window, error) {
-	w := &Window{Timeline: tli}
+	return walkWindow(ctx, store, []timelineStart{{tli: tli}}, start, stop)
+}
+
+// timelineStart is one timeline on the path recovery follows and the LSN
+// where it began (its parent's switch point; unused for the first).
+type timelineStart struct {
+	tli   uint32
+	begin wal.LSN
+}
+
+// walkWindow returns the window of a backup from start to stop along path
+// (oldest timeline first): each segment is looked for on the newest
+// timeline of the path that had begun by that segment, as PostgreSQL's
+// XLogFileReadAnyTLI reads it. One listing per timeline used.
+func walkWindow(ctx context.Context, store *storage.Store, path []timelineStart, start, stop wal.LSN) (*Window, error) {
+	w := &Window{Timeline: path[0].tli}
 	segSize, err := SegmentSize(ctx, store)
 	if err != nil {
 		return nil, err
@@ -44,31 +64,68 @@ func CheckWindow(ctx context.Context, store *storage.Store, tli uint32, start, s
 	}
 	first := wal.SegmentOf(start, segSize)
 	next := first
-	w.From = wal.FileName(tli, first, segSize)
-	it := store.List(store.WALTimelinePrefix(tli))
-	for {
-		obj, err := it.Next(ctx)
-		if err == io.EOF {
+	missing := "" // a segment absent where a timeline of the path ends early
+	for i, ts := range path {
+		lo, hi := first, wal.SegNo(math.MaxUint64)
+		if i > 0 {
+			lo = max(lo, wal.SegmentOf(ts.begin, segSize))
+		}
+		if i+1 < len(path) {
+			end := wal.SegmentOf(path[i+1].begin, segSize)
+			if end <= lo {
+				continue // its child began in this segment: read from the child
+			}
+			hi = end - 1
+		}
+		if w.From == "" {
+			w.From = wal.FileName(ts.tli, first, segSize)
+			w.Timeline = ts.tli
+		}
+		it := store.List(store.WALTimelinePrefix(ts.tli))
+		for w.Gap == "" {
+			obj, err := it.Next(ctx)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, store.Classify(err, "list the WAL archive")
+			}
+			name, ok := store.WALName(obj.Key)
+			if !ok || storage.WALKind(name) != storage.WALSegment {
+				continue
+			}
+			t, seg, ok := wal.ParseFileName(name, segSize)
+			if !ok || t != ts.tli || seg < lo || seg < next && missing == "" {
+				continue
+			}
+			switch {
+			case seg > hi:
+				// Past this timeline's part of the path.
+			case missing != "":
+				w.Gap = missing // WAL after the missing segment exists
+			case seg > next:
+				w.Gap = wal.FileName(ts.tli, next, segSize)
+			default:
+				if w.Segments == 0 || w.Timeline != ts.tli {
+					w.Timelines = append(w.Timelines, ts.tli)
+				}
+				w.Last = name
+				w.Timeline = ts.tli
+				w.Segments++
+				next++
+				continue
+			}
 			break
 		}
-		if err != nil {
-			return nil, store.Classify(err, "list the WAL archive")
-		}
-		name, ok := store.WALName(obj.Key)
-		if !ok || storage.WALKind(name) != storage.WALSegment {
-			continue
-		}
-		t, seg, ok := wal.ParseFileName(name, segSize)
-		if !ok || t != tli || seg < next {
-			continue
-		}
-		if seg > next {
-			w.Gap = wal.FileName(tli, next, segSize)
+		if w.Gap != "" {
 			break
 		}
-		w.Last = name
-		w.Segments++
-		next++
+		if missing == "" && i+1 < len(path) && next <= hi {
+			missing = wal.FileName(ts.tli, next, segSize)
+		}
+	}
+	if len(w.Timelines) < 2 {
+		w.Timelines = nil // one timeline: Timeline says it
 	}
 	if w.Segments > 0 {
 		w.End = wal.LSN(uint64(next) * uint64(segSize))

@@ -40,7 +40,7 @@ can be restored by nothing: verify fails it.`,
 	}
 	cmd.Flags().IntVarP(&jobs, "jobs", "j", runtime.NumCPU(), "objects checked at once")
 	cmd.Flags().BoolVarP(&showProgress, "progress", "P", false, "show progress")
-	cmd.Flags().BoolVar(&checkWAL, "wal", false, "also check that the archived WAL from the backup onward is contiguous, and name the first gap")
+	cmd.Flags().BoolVar(&checkWAL, "wal", false, "also check that the archived WAL from the backup onward is contiguous (onto the newest timeline that branched off after the backup, as a restore follows), and name the first gap")
 	return cmd
 }
 

@@ -9,11 +9,13 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
 )
 
-// checkBackupWAL checks the archived WAL of backup m: a gap in its
-// timeline's segments from its start onward, or (for a backup without WAL)
-// an archive that does not reach its stop, is an error naming the segment.
+// checkBackupWAL checks the archived WAL of backup m along the timelines a
+// restore follows (its own, then the newest one that branched off it after
+// its stop, as recovery_target_timeline = 'latest'): a gap in the segments
+// from its start onward, or (for a backup without WAL) an archive that does
+// not reach its stop, is an error naming the segment.
 func checkBackupWAL(ctx context.Context, store *storage.Store, m *manifest.Backup) (*walarchive.Window, error) {
-	w, err := walarchive.CheckWindow(ctx, store, m.Timeline, m.StartLSN, m.StopLSN)
+	w, err := walarchive.FollowWindow(ctx, store, m.Timeline, m.StartLSN, m.StopLSN)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +29,7 @@ func checkBackupWAL(ctx context.Context, store *storage.Store, m *manifest.Backu
 		}
 		return w, failure.New(failure.Failed, "backup %s cannot become consistent from the archive: WAL segment %s is missing", m.ID, missing)
 	case w.Gap != "":
-		return w, failure.New(failure.Failed, "backup %s: archived WAL on timeline %d has a gap at %s: recoverable only up to LSN %s", m.ID, m.Timeline, w.Gap, w.End)
+		return w, failure.New(failure.Failed, "backup %s: archived WAL on timeline %d has a gap at %s: recoverable only up to LSN %s", m.ID, storage.WALTimeline(w.Gap), w.Gap, w.End)
 	}
 	return w, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/pgcloudbackup/pgcloudbackup/walarchive"
@@ -20,7 +21,15 @@ func printWindow(out io.Writer, w *walarchive.Window) {
 	case w.Segments == 0:
 		fmt.Fprintf(out, "  WAL archive: first needed segment %s missing\n", w.From)
 	default:
-		fmt.Fprintf(out, "  WAL archive: timeline %d, %d contiguous segments %s … %s, recoverable to LSN %s", w.Timeline, w.Segments, w.From, w.Last, w.End)
+		timelines := fmt.Sprintf("timeline %d", w.Timeline)
+		if len(w.Timelines) > 1 {
+			path := make([]string, len(w.Timelines))
+			for i, t := range w.Timelines {
+				path[i] = fmt.Sprint(t)
+			}
+			timelines = "timelines " + strings.Join(path, " → ")
+		}
+		fmt.Fprintf(out, "  WAL archive: %s, %d contiguous segments %s … %s, recoverable to LSN %s", timelines, w.Segments, w.From, w.Last, w.End)
 		if w.Gap != "" {
 			fmt.Fprintf(out, " (GAP at %s)", w.Gap)
 		}
