@@ -44,33 +44,6 @@ func exitCodeFor(err error) int {
 	}
 }
 
-// interruptedIfStopped reports a failure of a command that a signal was
-// stopping as interrupted: the failure is most likely the stop itself.
-func interruptedIfStopped(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil && failure.KindOf(err) == failure.Failed {
-		return failure.Wrap(failure.Interrupted, err, "")
-	}
-	return err
-}
-
-// errorLine renders an error as the one line the user sees.
-func errorLine(err error) string {
-	msg := failure.OneLine(err)
-	if hint := failure.HintOf(err); hint != "" {
-		msg += " (hint: " + hint + ")"
-	}
-	return msg
-}
-
-func printError(w io.Writer, err error) {
-	fmt.Fprintf(w, "pgcloudbackup: error: %s\n", errorLine(err))
-}
-
-// usageError marks an error as a usage error.
-func usageError(format string, args ...any) error {
-	return failure.New(failure.Usage, format, args...)
-}
-
 // wal-fetch has exit codes of its own, because PostgreSQL reads them: 1
 // means "not in the archive" (recovery may end there), and a status above
 // 125 makes recovery stop with an error instead of promoting early.
@@ -78,22 +51,6 @@ const (
 	exitWALAbsent      = 1
 	exitWALFetchFailed = 128
 )
-
-var errInterrupted = failure.Wrap(failure.Interrupted, errors.New("interrupted by signal"), "")
-
-// checksumFailuresError ends a backup that completed with page checksum
-// failures: its own exit code, the summary already printed.
-type checksumFailuresError struct{ total int64 }
-
-// interruptedError is what a command stopped by SIGINT/SIGTERM reports
-// (exit 130), rather than "context canceled".
-func interruptedError(op string, ctx context.Context) error {
-	msg := op + " interrupted"
-	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
-		msg += " (" + c.Error() + ")"
-	}
-	return failure.Wrap(failure.Interrupted, errors.New(msg), "")
-}
 
 // walFetchExitCode maps wal-fetch's outcome onto the codes PostgreSQL
 // understands: anything but success and "absent" is fatal for recovery.
@@ -110,6 +67,40 @@ func walFetchExitCode(err error, code int) int {
 	}
 }
 
+// checksumFailuresError ends a backup that completed with page checksum
+// failures: its own exit code, the summary already printed.
+type checksumFailuresError struct{ total int64 }
+
+func (e *checksumFailuresError) Error() string {
+	return fmt.Sprintf("backup complete, but %d bad pages (checksum failures, or pages marked new that hold data) were found", e.total)
+}
+
+var errInterrupted = failure.Wrap(failure.Interrupted, errors.New("interrupted by signal"), "")
+
+// interruptedError is what a command stopped by SIGINT/SIGTERM reports
+// (exit 130), rather than "context canceled".
+func interruptedError(op string, ctx context.Context) error {
+	msg := op + " interrupted"
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		msg += " (" + c.Error() + ")"
+	}
+	return failure.Wrap(failure.Interrupted, errors.New(msg), "")
+}
+
+// interruptedIfStopped reports a failure of a command that a signal was
+// stopping as interrupted: the failure is most likely the stop itself.
+func interruptedIfStopped(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && failure.KindOf(err) == failure.Failed {
+		return failure.Wrap(failure.Interrupted, err, "")
+	}
+	return err
+}
+
+// usageError marks an error as a usage error.
+func usageError(format string, args ...any) error {
+	return failure.New(failure.Usage, format, args...)
+}
+
 // exactArgs is cobra.ExactArgs with a message that says what to give.
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
@@ -118,4 +109,17 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// errorLine renders an error as the one line the user sees.
+func errorLine(err error) string {
+	msg := failure.OneLine(err)
+	if hint := failure.HintOf(err); hint != "" {
+		msg += " (hint: " + hint + ")"
+	}
+	return msg
+}
+
+func printError(w io.Writer, err error) {
+	fmt.Fprintf(w, "pgcloudbackup: error: %s\n", errorLine(err))
 }

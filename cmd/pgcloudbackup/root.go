@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -112,10 +111,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-func (e *checksumFailuresError) Error() string {
-	return fmt.Sprintf("backup complete, but %d bad pages (checksum failures, or pages marked new that hold data) were found", e.total)
 }
 
 // signalContexts returns a context cancelled by the first SIGINT/SIGTERM
