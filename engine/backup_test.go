@@ -52,11 +52,14 @@ func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup)
 			if int64(len(data)) != o.Size {
 				t.Fatalf("%s: stored %d bytes, manifest says %d", o.Key, len(data), o.Size)
 			}
-			c, err := codec.ForKey(o.Key)
+			vol, err := storage.ParseVolumeName(o.Key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := c.NewReader(bytes.NewReader(data))
+			if vol.OID() != ts.OID {
+				t.Errorf("%s listed under tablespace %d", o.Key, ts.OID)
+			}
+			r, err := vol.Codec.NewReader(bytes.NewReader(data))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,22 +119,18 @@ func memStore(t *testing.T) *storage.Store {
 }
 
 func backupOptions(t *testing.T, c *pgtest.Cluster) Options {
-	zstd, err := codec.Lookup("zstd")
-	if err != nil {
-		t.Fatal(err)
-	}
 	return Options{
 		DSN:         c.ConnString("postgres"),
 		Fast:        true,
 		Jobs:        2,
-		Codec:       zstd,
 		Logger:      testLogger(t),
 		ToolVersion: "test",
 	}
 }
 
-func newUploader(s *storage.Store, c codec.Codec) *uploader.Uploader {
-	return uploader.New(s, uploader.Options{Codec: c})
+// newUploader compresses with zstd, the default.
+func newUploader(s *storage.Store) *uploader.Uploader {
+	return uploader.New(s, uploader.Options{Codec: codec.Zstd})
 }
 
 func TestBackupContents(t *testing.T) {
@@ -157,7 +156,7 @@ func TestBackupContents(t *testing.T) {
 	store := memStore(t)
 	opts := backupOptions(t, c)
 	opts.IncludeWAL = true
-	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	m, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -312,7 +311,7 @@ func TestBackupBucketRefusesWrites(t *testing.T) {
 	faults.FailWrite(0, 1<<20, errors.New("injected: bucket refuses writes"))
 	store := storage.NewStore(faultyblob.New(inner, faults), "mem")
 	opts := backupOptions(t, c)
-	_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	_, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("backup error = %v, want the injected write error", err)
 	}
@@ -332,7 +331,7 @@ func TestBackupServerStopsMidway(t *testing.T) {
 	opts.Progress = &progress.Counter{}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+		_, err := Backup(context.Background(), store, newUploader(store), opts)
 		errc <- err
 	}()
 	waitForUploadedBytes(t, faults, opts.Progress, errc)
@@ -358,7 +357,7 @@ func TestBackupCancelled(t *testing.T) {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := Backup(ctx, store, newUploader(store, opts.Codec), opts)
+		_, err := Backup(ctx, store, newUploader(store), opts)
 		errc <- err
 	}()
 	waitForUploadedBytes(t, faults, opts.Progress, errc)
@@ -435,7 +434,7 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 	opts.Jobs = 1
 	const rate = 8 << 20
 	opts.MaxRate = rate
-	up := newUploader(store, opts.Codec)
+	up := newUploader(store)
 	limit := up.MaxRawBytes(1)
 	began := time.Now()
 	m, err := Backup(context.Background(), store, up, opts)
@@ -490,7 +489,7 @@ func TestBackupTablespaceInsideDataDir(t *testing.T) {
 
 	store := memStore(t)
 	opts := backupOptions(t, c)
-	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	m, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
