@@ -195,6 +195,8 @@ func Backup(ctx context.Context, store *storage.Store, up *uploader.Uploader, op
 	return run.runPhases(ctx, s, pgdata, ctl)
 }
 
+// newBackupRun sets up the run once the server is checked: the codec, the
+// volumes and the reports all come from up and opts.
 func newBackupRun(store *storage.Store, up *uploader.Uploader, id string, opts Options, info serverInfo) *backupRun {
 	logger := opts.Logger.With("backup", id)
 	r := &backupRun{
