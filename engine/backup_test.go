@@ -33,7 +33,7 @@ type member struct {
 	data []byte
 }
 
-// readBackup reads every archive object of a backup back from the bucket,
+// readBackup reads every volume of a backup back from the bucket,
 // decompresses it with the codec its name says and returns the members by
 // archive-qualified path ("base/..." or "<oid>/...").
 func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup) map[string]member {
@@ -419,7 +419,7 @@ func assertEmptyBucket(t *testing.T, b *blob.Bucket) {
 }
 
 // TestBackupRollsOverAndThrottles: with a backend that allows few parts per
-// object, an archive continues in further part objects, each within the
+// object, an archive continues in further volumes, each within the
 // limit; and --max-rate holds the copy to the given rate.
 func TestBackupRollsOverAndThrottles(t *testing.T) {
 	if testing.Short() {
@@ -443,7 +443,7 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 	}
 	elapsed := time.Since(began)
 	base := m.Tablespaces[0]
-	if len(base.Objects) < 3 { // at least two rolled parts plus the final one
+	if len(base.Objects) < 3 { // at least two rolled volumes plus the final one
 		t.Fatalf("base archive in %d objects; %d bytes with a limit of %d per object should roll over", len(base.Objects), base.Size, limit)
 	}
 	for _, o := range base.Objects {
@@ -451,7 +451,7 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 			t.Errorf("%s holds %d raw bytes, over the %d limit", o.Key, o.RawSize, limit)
 		}
 	}
-	// Every part is a complete tar stream and together they hold the cluster.
+	// Every volume is a complete tar stream and together they hold the cluster.
 	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
 	if _, ok := members["base/global/pg_control"]; !ok {
 		t.Error("pg_control missing from the rolled-over archive")
