@@ -12,15 +12,120 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+	"github.com/pgcloudbackup/pgcloudbackup/uploader"
 )
 
 // chunkSize is how much of a file one read takes: a multiple of the page
 // size, large enough to amortise syscalls, small enough to stay in cache.
 const chunkSize = 256 << 10
+
+// bytesPerJob: an archive is written by one job per this much data (up
+// to Jobs), each into its own volumes, so small tablespaces stay one
+// volume.
+const bytesPerJob = 64 << 20
+
+// pingInterval: how often the backup session is checked while copying.
+const pingInterval = 5 * time.Second
+
+// copy opens backup_manifest and copies every archive, one after the
+// other, each with as many jobs as its size warrants.
+func (r *backupRun) copy(ctx context.Context, s *session, p *backupPlan) error {
+	key := r.objectKey(storage.PGManifestName)
+	obj, err := r.up.Open(r.uploadCtx, key, uploader.ObjectOptions{Raw: true, ContentType: "application/json"})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", key, err)
+	}
+	r.pgManifestUpload = obj
+	version := 1
+	if s.info.VersionNum >= 170000 {
+		version = 2
+	}
+	r.report.pgManifest, err = manifest.NewPGManifestWriter(obj, manifest.PGManifestOptions{Version: version, SystemIdentifier: s.info.SystemIdentifier})
+	if err != nil {
+		return fmt.Errorf("start backup_manifest: %w", err)
+	}
+
+	r.progress.SetPhase("copy")
+	workers := make([]*worker, r.opts.Jobs)
+	for i := range workers {
+		workers[i] = r.newWorker()
+	}
+	for _, a := range p.archives {
+		if err := r.copyArchive(ctx, s, a, p.walkers[a], workers); err != nil {
+			return err
+		}
+		// Files grew, shrank, appeared or vanished since the estimate.
+		r.progress.AddTotal(a.dataSize() - a.estimate)
+	}
+	return nil
+}
+
+// copyArchive walks one archive and copies it with as many jobs (each
+// writing its own volumes) as its size warrants, checking the backup
+// session meanwhile.
+func (r *backupRun) copyArchive(ctx context.Context, s *session, a *archive, w *walker, workers []*worker) error {
+	jobs := int(a.estimate/bytesPerJob) + 1
+	if jobs > len(workers) {
+		jobs = len(workers)
+	}
+	hint := a.estimate/int64(jobs) + 1
+	r.logger.Debug("archiving", "archive", a.name, "estimate", a.estimate, "jobs", jobs)
+
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	g, gctx := errgroup.WithContext(actx)
+	entries := make(chan *entry, 256)
+	g.Go(func() error {
+		defer close(entries)
+		err := w.walk(gctx, a.walkStart, func(e *entry) error {
+			select {
+			case entries <- e:
+				return nil
+			case <-gctx.Done():
+				return context.Cause(gctx)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("walk %s: %w", w.root, err)
+		}
+		return nil
+	})
+	for _, wk := range workers[:jobs] {
+		g.Go(func() error {
+			return wk.archiveEntries(gctx, newVolumeWriter(&r.volumes, a, hint), entries)
+		})
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	ticker := time.NewTicker(pingInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				if cause := context.Cause(actx); cause != nil && !errors.Is(cause, context.Canceled) {
+					return cause
+				}
+				if ctx.Err() != nil {
+					return context.Cause(ctx)
+				}
+			}
+			return err
+		case <-ticker.C:
+			if err := s.ping(ctx); err != nil {
+				cancel(err)
+				<-done
+				return err
+			}
+		}
+	}
+}
 
 // copyOutput is what a worker reports besides the bytes it archives:
 // backup_manifest entries, progress, and page findings. It is safe for

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -132,67 +133,25 @@ func (r *backupRun) finish(ctx context.Context, s *session, p *backupPlan, st *s
 	if err != nil {
 		return nil, err
 	}
-
-	r.progress.SetPhase("stop")
-	// Without its WAL the backup relies on the archive: let the server wait
-	// until it holds the WAL the backup needs (a failing archiver would
-	// make it wait forever, so not then).
-	stop, err := s.stop(ctx, !st.includeWAL && st.archiving.Healthy)
+	sp, err := r.stop(ctx, s, p, st)
 	if err != nil {
 		return nil, err
 	}
-	stopTime := r.opts.Now().UTC()
-	tli, err := labelTimeline(stop.LabelFile)
-	if err != nil {
-		return nil, err
-	}
-	wl, err := r.planWAL(ctx, s, p.pgdata, tli, st.lsn, stop.LSN)
-	if err != nil {
-		return nil, err
-	}
-	r.logger.Info("backup stopped", "stop_lsn", stop.LSN.String(), "timeline", tli, "end_timeline", wl.spans[0].TLI)
 
 	r.progress.SetPhase("finish")
-	fv := finalVolume{base: p.base(), control: ctl, stop: stop}
+	fv := finalVolume{base: p.base(), control: ctl, stop: sp.result}
 	if st.includeWAL {
-		fv.wal = wl
+		fv.wal = sp.wal
 	}
 	r.progress.AddTotal(fv.estimate())
 	if err := r.writeFinalVolume(ctx, fv); err != nil {
 		return nil, err
 	}
-	pgManifest, err := r.finishPGManifest(wl)
+	pgManifest, err := r.finishPGManifest(sp.wal)
 	if err != nil {
 		return nil, err
 	}
-
-	m := &manifest.Backup{
-		FormatVersion:     manifest.FormatVersion,
-		ID:                r.id,
-		Label:             st.label,
-		Status:            "complete",
-		ToolVersion:       r.opts.ToolVersion,
-		PGVersion:         s.info.Version,
-		PGVersionNum:      s.info.VersionNum,
-		SystemIdentifier:  strconv.FormatUint(s.info.SystemIdentifier, 10),
-		Timeline:          tli,
-		StartLSN:          st.lsn,
-		StopLSN:           stop.LSN,
-		StartTime:         st.time,
-		StopTime:          stopTime,
-		WALIncluded:       st.includeWAL,
-		WALArchive:        st.archiving.Status,
-		Compression:       r.up.Codec().Name(),
-		ChecksumsVerified: r.verifyChecksums,
-		BackupManifest:    manifestObject(pgManifest, r.objectKey("")),
-	}
-	// Data directory first in the manifest, then tablespaces by OID.
-	m.Tablespaces = append(m.Tablespaces, p.base().manifestEntry(r.objectKey("")))
-	for _, a := range p.archives[:len(p.archives)-1] {
-		m.Tablespaces = append(m.Tablespaces, a.manifestEntry(r.objectKey("")))
-	}
-	r.report.fill(m)
-
+	m := r.describe(s.info, p, st, sp, pgManifest)
 	data, err := m.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("encode manifest.json: %w", err)
@@ -206,6 +165,67 @@ func (r *backupRun) finish(ctx context.Context, s *session, p *backupPlan, st *s
 	r.progress.Finish()
 	r.progress.SetPhase("done")
 	return m, nil
+}
+
+// stopped is what the server's stop settled.
+type stopped struct {
+	result stopResult
+	time   time.Time
+	tli    uint32   // the timeline backup_label names
+	wal    *walPlan // the WAL the backup needs, whether included or not
+}
+
+// stop ends the backup on the server and finds the WAL it needs.
+func (r *backupRun) stop(ctx context.Context, s *session, p *backupPlan, st *started) (*stopped, error) {
+	r.progress.SetPhase("stop")
+	// Without its WAL the backup relies on the archive: let the server wait
+	// until it holds the WAL the backup needs (a failing archiver would
+	// make it wait forever, so not then).
+	res, err := s.stop(ctx, !st.includeWAL && st.archiving.Healthy)
+	if err != nil {
+		return nil, err
+	}
+	sp := &stopped{result: res, time: r.opts.Now().UTC()}
+	if sp.tli, err = labelTimeline(res.LabelFile); err != nil {
+		return nil, err
+	}
+	if sp.wal, err = r.planWAL(ctx, s, p.pgdata, sp.tli, st.lsn, res.LSN); err != nil {
+		return nil, err
+	}
+	r.logger.Info("backup stopped", "stop_lsn", res.LSN.String(), "timeline", sp.tli, "end_timeline", sp.wal.spans[0].TLI)
+	return sp, nil
+}
+
+// describe is the backup's manifest.json: the data directory first, then
+// the tablespaces by OID, and the page findings.
+func (r *backupRun) describe(info serverInfo, p *backupPlan, st *started, sp *stopped, pgManifest uploader.Result) *manifest.Backup {
+	dir := r.objectKey("")
+	m := &manifest.Backup{
+		FormatVersion:     manifest.FormatVersion,
+		ID:                r.id,
+		Label:             st.label,
+		Status:            "complete",
+		ToolVersion:       r.opts.ToolVersion,
+		PGVersion:         info.Version,
+		PGVersionNum:      info.VersionNum,
+		SystemIdentifier:  strconv.FormatUint(info.SystemIdentifier, 10),
+		Timeline:          sp.tli,
+		StartLSN:          st.lsn,
+		StopLSN:           sp.result.LSN,
+		StartTime:         st.time,
+		StopTime:          sp.time,
+		WALIncluded:       st.includeWAL,
+		WALArchive:        st.archiving.Status,
+		Compression:       r.up.Codec().Name(),
+		ChecksumsVerified: r.verifyChecksums,
+		BackupManifest:    manifestObject(pgManifest, dir),
+	}
+	m.Tablespaces = append(m.Tablespaces, p.base().manifestEntry(dir))
+	for _, a := range p.archives[:len(p.archives)-1] {
+		m.Tablespaces = append(m.Tablespaces, a.manifestEntry(dir))
+	}
+	r.report.fill(m)
+	return m
 }
 
 // controlFile is pg_control as read at the end of the copy.
