@@ -59,25 +59,15 @@ func Lookup(name string) (Codec, error) {
 		"choose one of: "+strings.Join(names, ", "))
 }
 
-// foreignExts are compression suffixes this program never writes: a key that
-// ends in one was not stored by us and must not be read as plain bytes.
-var foreignExts = []string{".bz2", ".xz", ".lzma", ".lz", ".br", ".sz", ".z", ".zip", ".7z"}
-
-// ForKey returns the codec an object key was stored with, judged by its
-// extension ("base.00001.tar.zst" is zstd). A key without a compression
-// extension (".tar", "manifest.json") was stored uncompressed; one with a
-// compression extension we do not write (".bz2") is an error.
-func ForKey(key string) (Codec, error) {
-	for _, c := range []Codec{Zstd, LZ4, Gzip} {
-		if strings.HasSuffix(key, c.Ext()) {
+// ForExt returns the codec whose Ext is ext ("" is none). Any other suffix
+// (".bz2", ".zst.tmp") is an error: the object was not stored by us and must
+// not be read as plain bytes. Volume names are parsed by storage, which
+// calls this for their suffix.
+func ForExt(ext string) (Codec, error) {
+	for _, c := range []Codec{None, Zstd, LZ4, Gzip} {
+		if c.Ext() == ext {
 			return c, nil
 		}
 	}
-	lower := strings.ToLower(key)
-	for _, ext := range foreignExts {
-		if strings.HasSuffix(lower, ext) {
-			return nil, failure.New(failure.Failed, "object %s: unsupported compression %q", key, ext)
-		}
-	}
-	return None, nil
+	return nil, failure.New(failure.Failed, "unsupported compression suffix %q", ext)
 }

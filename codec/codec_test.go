@@ -304,27 +304,17 @@ func TestLookup(t *testing.T) {
 	}
 }
 
-func TestForKey(t *testing.T) {
-	for key, want := range map[string]Codec{
-		"backups/20261124T183026Z/base.00001.tar.zst": Zstd,
-		"backups/x/16384.00002.tar.lz4":               LZ4,
-		"backups/x/base.00001.tar.gz":                 Gzip,
-		"backups/x/base.00001.tar":                    None,
-		"backups/x/manifest.json":                     None,
-		"backups/x/backup_manifest":                   None,
-	} {
-		got, err := ForKey(key)
-		if err != nil || got != want {
-			t.Errorf("ForKey(%q) = %v, %v; want %s", key, got, err, want.Name())
+func TestForExt(t *testing.T) {
+	// Every codec's own suffix maps back to it.
+	for _, c := range all {
+		if got, err := ForExt(c.Ext()); err != nil || got != c {
+			t.Errorf("ForExt(%q) = %v, %v; want %s", c.Ext(), got, err, c.Name())
 		}
 	}
-	if _, err := ForKey("backups/x/base.tar.bz2"); err == nil {
-		t.Error("ForKey accepted a bzip2 object")
-	}
-	// Every codec's own keys map back to it.
-	for _, c := range all {
-		if got, err := ForKey("base.00001.tar" + c.Ext()); err != nil || got != c {
-			t.Errorf("ForKey(base.00001.tar%s) = %v, %v", c.Ext(), got, err)
+	// Suffixes we never write, and near misses of ours, are refused.
+	for _, ext := range []string{".bz2", ".xz", ".ZST", ".zst.tmp", "zst", ".tar", ".", " "} {
+		if c, err := ForExt(ext); err == nil {
+			t.Errorf("ForExt(%q) = %s, want an error", ext, c.Name())
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// The codecs. Lookup and ForKey return these values.
+// The codecs. Lookup and ForExt return these values.
 var (
 	None Codec = noneCodec{}
 	Zstd Codec = zstdCodec{}

@@ -10,15 +10,19 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/uploader"
 )
 
 // archive is one tar archive of the backup: the main data directory
-// ("base") or one tablespace (named by its OID). It is stored as one or more
-// part objects, each a complete tar stream: "base.00001.tar.zst", ...
+// (storage.BaseArchive) or one tablespace (named by its OID). It is stored
+// as one or more volumes, each a complete tar stream named by
+// storage.VolumeName: "base.00001.tar.zst", "16384.00002.tar.zst", ...
 type archive struct {
-	name     string // "base" or the tablespace OID
+	name     string // storage.BaseArchive or the tablespace OID
 	oid      uint32 // 0 for base
 	spcName  string
 	location string // absolute directory on the source host
@@ -30,29 +34,32 @@ type archive struct {
 	walkStart string
 	estimate  int64
 
-	mu       sync.Mutex
-	nextPart int
-	objects  []partObject
-	size     int64 // bytes of file data stored
-	files    int64
+	mu         sync.Mutex
+	lastVolume int // the number of the volume opened last
+	volumes    []volume
+	size       int64 // bytes of file data stored
+	files      int64
 }
 
-type partObject struct {
-	no     int
+// volume is one committed volume of an archive.
+type volume struct {
+	number int
 	result uploader.Result
 }
 
-func (a *archive) newPartNumber() int {
+// newVolumeNumber numbers the next volume of the archive: writers running
+// concurrently each take their own.
+func (a *archive) newVolumeNumber() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.nextPart++
-	return a.nextPart
+	a.lastVolume++
+	return a.lastVolume
 }
 
-func (a *archive) addObject(no int, r uploader.Result) {
+func (a *archive) addVolume(number int, r uploader.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.objects = append(a.objects, partObject{no: no, result: r})
+	a.volumes = append(a.volumes, volume{number: number, result: r})
 }
 
 func (a *archive) addFile(size int64) {
@@ -69,16 +76,16 @@ func (a *archive) dataSize() int64 {
 	return a.size
 }
 
-// manifestEntry describes the archive for manifest.json; object keys are
-// relative to the backup's directory.
+// manifestEntry describes the archive for manifest.json, its volumes in
+// order; object keys are relative to the backup's directory.
 func (a *archive) manifestEntry(backupDir string) manifest.Tablespace {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	objs := append([]partObject(nil), a.objects...)
-	sort.Slice(objs, func(i, j int) bool { return objs[i].no < objs[j].no })
+	vols := append([]volume(nil), a.volumes...)
+	sort.Slice(vols, func(i, j int) bool { return vols[i].number < vols[j].number })
 	ts := manifest.Tablespace{OID: a.oid, Name: a.spcName, Location: a.location, Size: a.size, Files: a.files}
-	for _, o := range objs {
-		ts.Objects = append(ts.Objects, manifestObject(o.result, backupDir))
+	for _, v := range vols {
+		ts.Objects = append(ts.Objects, manifestObject(v.result, backupDir))
 	}
 	return ts
 }
@@ -94,90 +101,114 @@ func manifestObject(r uploader.Result, backupDir string) manifest.Object {
 	}
 }
 
-// partWriter writes tar members into one part object and rolls over into a
-// next part when the object would outgrow what the backend allows.
-type partWriter struct {
-	run   *backupRun
-	arc   *archive
-	hint  int64 // expected raw bytes of one part (sizes the multipart parts)
-	limit int64 // raw bytes after which a new part starts
-
-	obj *uploader.Object
-	tw  *tar.Writer
-	no  int
+// volumeOpener starts the uploads of a backup's volumes: all in one backup
+// directory, with the uploader's codec, one content type and one rate limit.
+type volumeOpener struct {
+	up          *uploader.Uploader
+	uploadCtx   context.Context // Options.UploadContext
+	store       *storage.Store
+	id          string
+	contentType string
+	limiter     *rate.Limiter // nil: unthrottled
 }
 
-func newPartWriter(run *backupRun, arc *archive, hint int64) *partWriter {
-	return &partWriter{run: run, arc: arc, hint: hint, limit: run.up.MaxRawBytes(hint)}
+// open starts the upload of volume number of a; what is written to the
+// returned writer is throttled and goes into the object.
+func (o *volumeOpener) open(ctx context.Context, a *archive, number int, hint int64) (*uploader.Object, io.Writer, error) {
+	name, err := storage.VolumeName(a.name, number, o.up.Codec())
+	if err != nil {
+		return nil, nil, err
+	}
+	key := o.store.BackupKey(o.id, name)
+	obj, err := o.up.Open(o.uploadCtx, key, uploader.ObjectOptions{SizeHint: hint, ContentType: o.contentType})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	if o.limiter == nil {
+		return obj, obj, nil
+	}
+	return obj, &throttledWriter{ctx: ctx, lim: o.limiter, w: obj}, nil
 }
 
-// ensure makes sure an object is open with room for a member of the given
+// volumeWriter writes tar members into one volume and rolls over into a
+// next volume when the object would outgrow what the backend allows.
+type volumeWriter struct {
+	opener *volumeOpener
+	arc    *archive
+	hint   int64 // expected raw bytes of one volume (sizes the multipart parts)
+	limit  int64 // raw bytes after which a new volume starts
+
+	obj    *uploader.Object
+	tw     *tar.Writer
+	number int
+}
+
+func newVolumeWriter(opener *volumeOpener, arc *archive, hint int64) *volumeWriter {
+	return &volumeWriter{opener: opener, arc: arc, hint: hint, limit: opener.up.MaxRawBytes(hint)}
+}
+
+// ensure makes sure a volume is open with room for a member of the given
 // size (tar header and padding included), rolling over when needed.
-func (p *partWriter) ensure(ctx context.Context, size int64) error {
+func (v *volumeWriter) ensure(ctx context.Context, size int64) error {
 	need := size + 2*tarBlock
-	if p.obj != nil && p.obj.Written() > 0 && p.obj.Written()+need > p.limit {
-		if err := p.close(); err != nil {
+	if v.obj != nil && v.obj.Written() > 0 && v.obj.Written()+need > v.limit {
+		if err := v.close(); err != nil {
 			return err
 		}
 	}
-	if p.obj != nil {
+	if v.obj != nil {
 		return nil
 	}
-	p.no = p.arc.newPartNumber()
-	key := p.run.objectKey(fmt.Sprintf("%s.%05d.tar%s", p.arc.name, p.no, p.run.ext))
-	obj, err := p.run.up.Open(p.run.uploadCtx, key, uploader.ObjectOptions{SizeHint: p.hint, ContentType: p.run.contentType})
+	v.number = v.arc.newVolumeNumber()
+	obj, out, err := v.opener.open(ctx, v.arc, v.number, v.hint)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", key, err)
+		return err
 	}
-	p.obj = obj
-	var out io.Writer = obj
-	if p.run.limiter != nil {
-		out = &throttledWriter{ctx: ctx, lim: p.run.limiter, w: obj}
-	}
-	p.tw = tar.NewWriter(out)
+	v.obj = obj
+	v.tw = tar.NewWriter(out)
 	return nil
 }
 
 const tarBlock = 512
 
 // header writes a member header.
-func (p *partWriter) header(ctx context.Context, h *tar.Header) error {
-	if err := p.ensure(ctx, h.Size); err != nil {
+func (v *volumeWriter) header(ctx context.Context, h *tar.Header) error {
+	if err := v.ensure(ctx, h.Size); err != nil {
 		return err
 	}
-	if err := p.tw.WriteHeader(h); err != nil {
+	if err := v.tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("write tar header for %s: %w", h.Name, err)
 	}
 	return nil
 }
 
 // Write writes member data (after header).
-func (p *partWriter) Write(b []byte) (int, error) { return p.tw.Write(b) }
+func (v *volumeWriter) Write(b []byte) (int, error) { return v.tw.Write(b) }
 
-// close ends the tar stream and completes the part object.
-func (p *partWriter) close() error {
-	if p.obj == nil {
+// close ends the tar stream and completes the volume.
+func (v *volumeWriter) close() error {
+	if v.obj == nil {
 		return nil
 	}
-	obj := p.obj
-	p.obj = nil
-	if err := p.tw.Close(); err != nil {
+	obj := v.obj
+	v.obj = nil
+	if err := v.tw.Close(); err != nil {
 		obj.Abort(err)
-		return fmt.Errorf("finish tar stream of %s part %d: %w", p.arc.name, p.no, err)
+		return fmt.Errorf("finish tar stream of %s volume %d: %w", v.arc.name, v.number, err)
 	}
 	res, err := obj.Close()
 	if err != nil {
-		return fmt.Errorf("complete %s part %d: %w", p.arc.name, p.no, err)
+		return fmt.Errorf("complete %s volume %d: %w", v.arc.name, v.number, err)
 	}
-	p.arc.addObject(p.no, res)
+	v.arc.addVolume(v.number, res)
 	return nil
 }
 
-// abort abandons the open part: nothing of it is committed.
-func (p *partWriter) abort(cause error) {
-	if p.obj != nil {
-		p.obj.Abort(cause)
-		p.obj = nil
+// abort abandons the open volume: nothing of it is committed.
+func (v *volumeWriter) abort(cause error) {
+	if v.obj != nil {
+		v.obj.Abort(cause)
+		v.obj = nil
 	}
 }
 

@@ -33,7 +33,7 @@ type member struct {
 	data []byte
 }
 
-// readBackup reads every archive object of a backup back from the bucket,
+// readBackup reads every volume of a backup back from the bucket,
 // decompresses it with the codec its name says and returns the members by
 // archive-qualified path ("base/..." or "<oid>/...").
 func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup) map[string]member {
@@ -52,11 +52,14 @@ func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup)
 			if int64(len(data)) != o.Size {
 				t.Fatalf("%s: stored %d bytes, manifest says %d", o.Key, len(data), o.Size)
 			}
-			c, err := codec.ForKey(o.Key)
+			vol, err := storage.ParseVolumeName(o.Key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := c.NewReader(bytes.NewReader(data))
+			if vol.OID() != ts.OID {
+				t.Errorf("%s listed under tablespace %d", o.Key, ts.OID)
+			}
+			r, err := vol.Codec.NewReader(bytes.NewReader(data))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,22 +119,18 @@ func memStore(t *testing.T) *storage.Store {
 }
 
 func backupOptions(t *testing.T, c *pgtest.Cluster) Options {
-	zstd, err := codec.Lookup("zstd")
-	if err != nil {
-		t.Fatal(err)
-	}
 	return Options{
 		DSN:         c.ConnString("postgres"),
 		Fast:        true,
 		Jobs:        2,
-		Codec:       zstd,
 		Logger:      testLogger(t),
 		ToolVersion: "test",
 	}
 }
 
-func newUploader(s *storage.Store, c codec.Codec) *uploader.Uploader {
-	return uploader.New(s, uploader.Options{Codec: c})
+// newUploader compresses with zstd, the default.
+func newUploader(s *storage.Store) *uploader.Uploader {
+	return uploader.New(s, uploader.Options{Codec: codec.Zstd})
 }
 
 func TestBackupContents(t *testing.T) {
@@ -157,7 +156,7 @@ func TestBackupContents(t *testing.T) {
 	store := memStore(t)
 	opts := backupOptions(t, c)
 	opts.IncludeWAL = true
-	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	m, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -312,7 +311,7 @@ func TestBackupBucketRefusesWrites(t *testing.T) {
 	faults.FailWrite(0, 1<<20, errors.New("injected: bucket refuses writes"))
 	store := storage.NewStore(faultyblob.New(inner, faults), "mem")
 	opts := backupOptions(t, c)
-	_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	_, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("backup error = %v, want the injected write error", err)
 	}
@@ -332,7 +331,7 @@ func TestBackupServerStopsMidway(t *testing.T) {
 	opts.Progress = &progress.Counter{}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+		_, err := Backup(context.Background(), store, newUploader(store), opts)
 		errc <- err
 	}()
 	waitForUploadedBytes(t, faults, opts.Progress, errc)
@@ -358,7 +357,7 @@ func TestBackupCancelled(t *testing.T) {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := Backup(ctx, store, newUploader(store, opts.Codec), opts)
+		_, err := Backup(ctx, store, newUploader(store), opts)
 		errc <- err
 	}()
 	waitForUploadedBytes(t, faults, opts.Progress, errc)
@@ -420,7 +419,7 @@ func assertEmptyBucket(t *testing.T, b *blob.Bucket) {
 }
 
 // TestBackupRollsOverAndThrottles: with a backend that allows few parts per
-// object, an archive continues in further part objects, each within the
+// object, an archive continues in further volumes, each within the
 // limit; and --max-rate holds the copy to the given rate.
 func TestBackupRollsOverAndThrottles(t *testing.T) {
 	if testing.Short() {
@@ -435,7 +434,7 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 	opts.Jobs = 1
 	const rate = 8 << 20
 	opts.MaxRate = rate
-	up := newUploader(store, opts.Codec)
+	up := newUploader(store)
 	limit := up.MaxRawBytes(1)
 	began := time.Now()
 	m, err := Backup(context.Background(), store, up, opts)
@@ -444,7 +443,7 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 	}
 	elapsed := time.Since(began)
 	base := m.Tablespaces[0]
-	if len(base.Objects) < 3 { // at least two rolled parts plus the final one
+	if len(base.Objects) < 3 { // at least two rolled volumes plus the final one
 		t.Fatalf("base archive in %d objects; %d bytes with a limit of %d per object should roll over", len(base.Objects), base.Size, limit)
 	}
 	for _, o := range base.Objects {
@@ -452,7 +451,7 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 			t.Errorf("%s holds %d raw bytes, over the %d limit", o.Key, o.RawSize, limit)
 		}
 	}
-	// Every part is a complete tar stream and together they hold the cluster.
+	// Every volume is a complete tar stream and together they hold the cluster.
 	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
 	if _, ok := members["base/global/pg_control"]; !ok {
 		t.Error("pg_control missing from the rolled-over archive")
@@ -490,7 +489,7 @@ func TestBackupTablespaceInsideDataDir(t *testing.T) {
 
 	store := memStore(t)
 	opts := backupOptions(t, c)
-	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	m, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 )
@@ -48,7 +47,7 @@ func TestDataDirectoryIdentity(t *testing.T) {
 		store := memStore(t)
 		opts := backupOptions(t, c)
 		opts.PGData = pgdata
-		_, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+		_, err := Backup(context.Background(), store, newUploader(store), opts)
 		if err == nil || failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: backup error = %v, want a precondition error containing %q", name, err, want)
 		}
@@ -87,7 +86,7 @@ func TestDataDirectoryIdentity(t *testing.T) {
 	store := memStore(t)
 	opts := backupOptions(t, c)
 	opts.PGData = link
-	if _, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts); err != nil {
+	if _, err := Backup(context.Background(), store, newUploader(store), opts); err != nil {
 		t.Errorf("backup of the server's own directory through a link: %v", err)
 	}
 }
@@ -174,16 +173,8 @@ func TestCheckLabel(t *testing.T) {
 		}
 	}
 	// Refused before connecting: the DSN points nowhere.
-	opts := Options{DSN: "host=/nonexistent port=1", Label: strings.Repeat("x", 1025), Codec: backupCodec(t)}
+	opts := Options{DSN: "host=/nonexistent port=1", Label: strings.Repeat("x", 1025)}
 	if _, err := Backup(context.Background(), memStore(t), nil, opts); err == nil || failure.KindOf(err) != failure.Usage {
 		t.Errorf("Backup with a long label: %v, want a usage error before connecting", err)
 	}
-}
-
-func backupCodec(t *testing.T) codec.Codec {
-	c, err := codec.Lookup("none")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

@@ -31,7 +31,7 @@ func TestInjectedFileModes(t *testing.T) {
 		store := memStore(t)
 		opts := backupOptions(t, c)
 		opts.IncludeWAL = true
-		m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+		m, err := Backup(context.Background(), store, newUploader(store), opts)
 		if err != nil {
 			t.Fatalf("backup: %v", err)
 		}

@@ -91,7 +91,7 @@ func TestPageFindingsAsPgBasebackup(t *testing.T) {
 
 	store := memStore(t)
 	opts := backupOptions(t, c)
-	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	m, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}

@@ -51,7 +51,7 @@ func TestProgressTotalIsHonest(t *testing.T) {
 			}
 		}
 	}()
-	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	m, err := Backup(context.Background(), store, newUploader(store), opts)
 	close(stop)
 	got := <-sampled
 	if err != nil {

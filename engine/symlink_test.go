@@ -74,7 +74,7 @@ func TestSymlinkedExcludedDirectories(t *testing.T) {
 	z, _ := codec.Lookup("zstd")
 	logger := slog.New(slog.NewTextHandler(logWriter{t}, nil))
 	m, err := engine.Backup(context.Background(), store, uploader.New(store, uploader.Options{Codec: z}), engine.Options{
-		DSN: c.ConnString("postgres"), Fast: true, IncludeWAL: true, Jobs: 2, Codec: z, ToolVersion: "test", Logger: logger,
+		DSN: c.ConnString("postgres"), Fast: true, IncludeWAL: true, Jobs: 2, ToolVersion: "test", Logger: logger,
 	})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -133,7 +133,7 @@ func TestTablespaceDroppedDuringBackup(t *testing.T) {
 	defer store.Close()
 	z, _ := codec.Lookup("zstd")
 	logger := slog.New(slog.NewTextHandler(logWriter{t}, nil))
-	opts := engine.Options{DSN: c.ConnString("postgres"), Fast: true, IncludeWAL: true, Jobs: 2, Codec: z, ToolVersion: "test", Logger: logger}
+	opts := engine.Options{DSN: c.ConnString("postgres"), Fast: true, IncludeWAL: true, Jobs: 2, ToolVersion: "test", Logger: logger}
 	dropped := false
 	engine.SetAfterDiscovery(&opts, func() {
 		c.Exec("postgres", "DROP TABLESPACE dropme")

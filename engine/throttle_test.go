@@ -47,7 +47,7 @@ func TestMaxRateCountsEveryByte(t *testing.T) {
 	opts.MaxRate = maxRate
 	opts.NoWAL = true // a WAL segment has no tar overhead to count
 	began := time.Now()
-	m, err := Backup(context.Background(), store, newUploader(store, opts.Codec), opts)
+	m, err := Backup(context.Background(), store, newUploader(store), opts)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}

@@ -49,25 +49,25 @@ func fakeSegment(tli uint32, seg wal.SegNo) []byte {
 func walCopy(t *testing.T, walDir string, files []wal.SegmentFile) (*storage.Store, []string, error) {
 	t.Helper()
 	store := memStore(t)
-	z, err := codec.Lookup("zstd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &backupRun{opts: Options{Now: time.Now}, logger: testLogger(t), store: store, up: newUploader(store, z),
-		id: "20261129T000000Z", uploadCtx: context.Background(), ext: z.Ext(), contentType: archiveContentType(z)}
+	z := codec.Zstd
+	const id = "20261129T000000Z"
+	volumes := &volumeOpener{up: newUploader(store), uploadCtx: context.Background(), store: store, id: id,
+		contentType: archiveContentType(z)}
 	plan := &walPlan{walDir: walDir, files: files, timelines: []uint32{1}, segSize: testSegSize, pageSize: 8192, sysID: testSysID}
-	pw := newPartWriter(r, &archive{name: "base"}, 4*testSegSize)
+	vw := newVolumeWriter(volumes, &archive{name: "base"}, 4*testSegSize)
 	injected := func(name string, mode fs.FileMode) *entry {
 		return &entry{kind: kindFile, name: name, mode: mode, mtime: time.Now()}
 	}
-	if err := r.addWAL(context.Background(), newWorker(r), pw, plan, injected); err != nil {
-		pw.abort(err)
+	// WAL is not listed in backup_manifest: the report has none.
+	w := newWorker(&copyReport{logger: testLogger(t)}, testLogger(t), nil)
+	if err := w.addWAL(context.Background(), vw, plan, injected); err != nil {
+		vw.abort(err)
 		return store, nil, err
 	}
-	if err := pw.close(); err != nil {
+	if err := vw.close(); err != nil {
 		t.Fatal(err)
 	}
-	key := store.BackupKey(r.id, "base.00001.tar"+z.Ext())
+	key := store.BackupKey(id, "base.00001.tar"+z.Ext())
 	data, err := store.Bucket.ReadAll(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)

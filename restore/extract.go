@@ -13,7 +13,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/hashio"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
@@ -65,11 +64,11 @@ func (rd *reader) read(ctx context.Context, p part) error {
 	ra := newReadahead(br)
 	defer ra.Close()
 	raw := &hashio.Reader{R: ra, H: sha256.New()}
-	c, err := codec.ForKey(p.obj.Key)
+	vol, err := volumeOf(p.obj.Key, p.oid)
 	if err != nil {
-		return fmt.Errorf("object %s: %w", key, err)
+		return damaged(key, err)
 	}
-	dr, err := c.NewReader(raw)
+	dr, err := vol.Codec.NewReader(raw)
 	if err != nil {
 		return damaged(key, err)
 	}
@@ -99,6 +98,16 @@ func (rd *reader) read(ctx context.Context, p part) error {
 		return damaged(key, fmt.Errorf("SHA-256 %s, manifest.json says %s", got, p.obj.SHA256))
 	}
 	return nil
+}
+
+// volumeOf parses an object name from manifest.json: it must be a volume of
+// tablespace oid's archive (0: the data directory's).
+func volumeOf(name string, oid uint32) (storage.Volume, error) {
+	vol, err := storage.ParseVolumeName(name)
+	if err == nil && vol.OID() != oid {
+		err = fmt.Errorf("a volume of archive %s listed under tablespace %d", vol.Archive, oid)
+	}
+	return vol, err
 }
 
 func damaged(key string, err error) error {

@@ -478,9 +478,18 @@ func oneFilesystem(l *location) (reclaim int64, err error) {
 	return reclaim, nil
 }
 
-// checkObjects makes sure every archive object is there with the size
-// manifest.json gives, before anything changes on disk.
+// checkObjects makes sure every archive object is a volume of its
+// tablespace's archive, there with the size manifest.json gives, before
+// anything changes on disk.
 func checkObjects(ctx context.Context, store *storage.Store, m *manifest.Backup, jobs int) error {
+	for _, ts := range m.Tablespaces {
+		for _, o := range ts.Objects {
+			key := store.BackupKey(m.ID, o.Key)
+			if _, err := volumeOf(o.Key, ts.OID); err != nil {
+				return damaged(key, err)
+			}
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	for _, ts := range m.Tablespaces {

@@ -77,7 +77,7 @@ func takeBackup(t *testing.T, wal bool) *backedUp {
 	z, _ := codec.Lookup("zstd")
 	up := uploader.New(store, uploader.Options{Codec: z})
 	m, err := engine.Backup(context.Background(), store, up, engine.Options{
-		DSN: c.ConnString("postgres"), Fast: true, IncludeWAL: wal, Jobs: 2, Codec: z, ToolVersion: "test",
+		DSN: c.ConnString("postgres"), Fast: true, IncludeWAL: wal, Jobs: 2, ToolVersion: "test",
 	})
 	if err != nil {
 		t.Fatalf("backup: %v", err)

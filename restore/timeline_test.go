@@ -86,7 +86,7 @@ func TestStandbyBackupAcrossPromotion(t *testing.T) {
 		go func() {
 			m, err := engine.Backup(context.Background(), store, uploader.New(store, uploader.Options{Codec: z}), engine.Options{
 				DSN: s2.ConnString("postgres"), PGData: s2.DataDir, Fast: true, IncludeWAL: !noWAL, NoWAL: noWAL,
-				MaxRate: 4 << 20, Jobs: 1, Codec: z, Progress: prog, Logger: logger(t), ToolVersion: "test",
+				MaxRate: 4 << 20, Jobs: 1, Progress: prog, Logger: logger(t), ToolVersion: "test",
 			})
 			ch <- result{m, err}
 		}()
@@ -144,7 +144,7 @@ func TestStandbyBackupAcrossPromotion(t *testing.T) {
 	// 2's timeline-2 copy of the switch segment, in the backups above,
 	// begins with pages timeline 1 wrote: its history allows them.)
 	m3, err := engine.Backup(context.Background(), store, uploader.New(store, uploader.Options{Codec: z}), engine.Options{
-		DSN: s1.ConnString("postgres"), PGData: s1.DataDir, Fast: true, Jobs: 2, Codec: z, Logger: logger(t), ToolVersion: "test",
+		DSN: s1.ConnString("postgres"), PGData: s1.DataDir, Fast: true, Jobs: 2, Logger: logger(t), ToolVersion: "test",
 	})
 	if err != nil {
 		t.Fatalf("backup of the promoted standby: %v", err)

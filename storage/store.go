@@ -1,12 +1,7 @@
 // Package storage opens the bucket a backup lives in (from a URL: s3, gs,
 // azblob, file, mem), knows the object layout inside it, lists and deletes
-// backups, and turns driver errors into one-line, classified failures.
-//
-// Layout (Prefix is the URL's path after the bucket):
-//
-//	<Prefix>backups/<id>/<archive parts>      base.tar.zst, 16384.00001.tar.zst, ...
-//	<Prefix>backups/<id>/backup_manifest      PostgreSQL's format
-//	<Prefix>backups/<id>/manifest.json        ours, written LAST: present = complete
+// backups, and turns driver errors into one-line, classified failures. The
+// object layout is formatted and parsed in layout.go and layout_wal.go.
 package storage
 
 import (
@@ -29,18 +24,6 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/s3mpu"
-)
-
-const (
-	// ManifestName is our manifest; its presence marks a complete backup.
-	ManifestName = "manifest.json"
-	// PGManifestName is PostgreSQL's backup manifest.
-	PGManifestName = "backup_manifest"
-	// backupsDir holds one directory per backup under the prefix.
-	backupsDir = "backups/"
-	// idLayout formats backup IDs: UTC, fixed width, so that string
-	// order is time order.
-	idLayout = "20060102T150405Z"
 )
 
 // Store is an open bucket and our place in it.
@@ -97,18 +80,6 @@ func (s *Store) logger() *slog.Logger {
 
 // Close releases the bucket.
 func (s *Store) Close() error { return s.Bucket.Close() }
-
-// Key returns the object key of rel (a path relative to the prefix).
-func (s *Store) Key(rel string) string { return s.Prefix + rel }
-
-// BackupKey returns the key of object name in backup id.
-func (s *Store) BackupKey(id, name string) string {
-	return s.Prefix + backupsDir + id + "/" + name
-}
-
-// NewBackupID returns the ID of a backup started at t: UTC
-// "20261124T183026Z". IDs sort by time.
-func NewBackupID(t time.Time) string { return t.UTC().Format(idLayout) }
 
 // CheckAccess checks that the bucket exists and that we may list it (under
 // our prefix). It returns a classified error otherwise.

@@ -162,7 +162,6 @@ func runBackup(cmd *cobra.Command, g *globalOptions, f *backupFlags, metrics *ru
 		MaxRate:           maxRate,
 		NoVerifyChecksums: f.noVerifyChecksums,
 		Jobs:              f.jobs,
-		Codec:             c,
 		Progress:          progress,
 		Logger:            g.logger,
 		ToolVersion:       toolVersion(),
