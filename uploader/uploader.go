@@ -231,7 +231,7 @@ type Result struct {
 
 // Open starts the upload of key. The caller must end it with Close or Abort.
 // key is used as given; for a compressed object it must end in Codec().Ext()
-// so that codec.ForKey finds the codec again on restore.
+// so that the codec is found again on restore (storage.ParseVolumeName).
 func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Object, error) {
 	if u.err != nil {
 		return nil, u.err

@@ -146,7 +146,12 @@ func readBack(t *testing.T, b *blob.Bucket, key string) (stored, raw []byte) {
 	if err != nil {
 		t.Fatalf("read back %s: %v", key, err)
 	}
-	c, err := codec.ForKey(key)
+	// Archive keys end in ".tar" and the codec's suffix; others are stored as is.
+	ext := ""
+	if i := strings.LastIndex(key, ".tar"); i >= 0 {
+		ext = key[i+len(".tar"):]
+	}
+	c, err := codec.ForExt(ext)
 	if err != nil {
 		t.Fatal(err)
 	}
