@@ -75,9 +75,9 @@ REPLICATION attribute and a free slot (max_replication_slots).`,
 	fl.BoolVarP(&f.progress, "progress", "P", false, "show progress (a bar on a terminal, log lines otherwise)")
 	fl.BoolVar(&f.noVerifyChecksums, "no-verify-checksums", false, "do not verify page checksums")
 	fl.StringVar(&f.compression, "compression", "zstd", "archive compression: zstd, lz4, gzip or none")
-	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "archive parts written concurrently")
+	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "archive volumes written concurrently")
 	fl.StringVar(&f.partSize, "part-size", "", "multipart upload part size, e.g. 16MiB (default: from the archive size)")
-	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "parts in flight per archive part object")
+	fl.IntVar(&f.uploadConcurrency, "upload-concurrency", 2, "multipart parts in flight per archive volume")
 	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 64MiB: jobs and upload concurrency left at their defaults shrink to fit (default: part size × (jobs + max(upload concurrency, 2) − 1) + jobs × 4MiB + 20MiB)")
 	// Tests make small archives roll over into several objects with it.
 	fl.IntVar(&f.maxPartsPerObject, "max-parts-per-object", 0, "multipart parts one object may have (default: the backend's limit)")

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// checkJobs bounds --jobs: each job holds an archive part (and its upload
+// checkJobs bounds --jobs: each job holds an archive volume (and its upload
 // buffers) in memory.
 func checkJobs(n int) error {
 	if n < 1 || n > 64 {
