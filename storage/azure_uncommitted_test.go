@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // TestAzureDiscardUncommitted: AbortIncompleteUploads discards the staged,
@@ -48,7 +49,7 @@ func TestAzureDiscardUncommitted(t *testing.T) {
 	stage("p/backups/1/base.00001.tar.zst")
 	stage("p/backups/1/base.00002.tar.zst")
 	stage("p/backups/2/base.00001.tar.zst") // another backup
-	if err := s.Bucket.WriteAll(ctx, "p/backups/1/16385.00001.tar.zst", []byte("committed"), nil); err != nil {
+	if err := s.WriteAll(ctx, "p/backups/1/16385.00001.tar.zst", []byte("committed"), storage.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if uncommitted("p/backups/1/base.00001.tar.zst") != 1 {
@@ -63,14 +64,14 @@ func TestAzureDiscardUncommitted(t *testing.T) {
 		if u := uncommitted(k); u != 0 {
 			t.Errorf("%s: %d uncommitted blocks left", k, u)
 		}
-		if ok, _ := s.Bucket.Exists(ctx, k); ok {
+		if ok, _ := s.Exists(ctx, k); ok {
 			t.Errorf("%s: an (empty) blob was left behind", k)
 		}
 	}
 	if uncommitted("p/backups/2/base.00001.tar.zst") != 1 {
 		t.Error("the blocks of another backup were discarded")
 	}
-	if b, err := s.Bucket.ReadAll(ctx, "p/backups/1/16385.00001.tar.zst"); err != nil || string(b) != "committed" {
+	if b, err := s.ReadAll(ctx, "p/backups/1/16385.00001.tar.zst", 100); err != nil || string(b) != "committed" {
 		t.Errorf("a committed blob was touched: %q, %v", b, err)
 	}
 }
