@@ -102,7 +102,7 @@ const DefaultRefresh = 10 * time.Minute
 // also the permission check: a bucket we may not write fails here, as a
 // Precondition error, before anything else happens.
 //
-// From then on Store.Upload reports the keys under the ID to the
+// From then on every upload (Write, NewWriter) reports its key to the
 // reservation (see Reservation.Written, Discard).
 func (s *Store) Reserve(ctx context.Context, now time.Time) (*Reservation, error) {
 	base := NewBackupID(now)

@@ -504,7 +504,7 @@ func testUploadReaderError(t *testing.T, s *Target) {
 }
 
 // testUploadCancel: the context is cancelled while the stream is under way
-// (hard shutdown). Store.Upload must create no object and, on S3, leave no
+// (hard shutdown). The Writer must create no object and, on S3, leave no
 // multipart upload (it aborts on a fresh context).
 func testUploadCancel(t *testing.T, s *Target) {
 	key := s.Key("cancel/obj")
