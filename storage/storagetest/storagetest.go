@@ -404,42 +404,24 @@ var (
 )
 
 // stream starts a Writer on key and a producer that writes data into it,
-// 64 KiB at a time, then commits it, or aborts it with endErr when that is
-// set. With endless set it repeats data until a Write fails, as a tar
-// stream of a large database would. wrote is closed once len(data) bytes
-// have been taken by the Writer (or a Write failed before); stopped yields
-// the error of the Write that failed, nil if the producer ended the stream
-// itself; done yields Commit's or Abort's result (after a failed Write,
-// Commit's: the failure).
+// then commits it, or aborts it with endErr when that is set. With endless
+// set it repeats data until a Write fails, as a tar stream of a large
+// database would. wrote is closed once len(data) bytes have been taken by
+// the Writer (or a Write failed before); stopped yields the error of the
+// Write that failed, nil if the producer ended the stream itself; done
+// yields Commit's or Abort's result (after a failed Write, Commit's: the
+// failure).
 func stream(ctx context.Context, s *Target, key string, o storage.WriteOptions, data []byte, endErr error, endless bool) (wrote <-chan struct{}, stopped, done <-chan error) {
 	w := s.NewWriter(ctx, key, o)
 	wr, st, d := make(chan struct{}), make(chan error, 1), make(chan error, 1)
 	go func() {
-		first := true
-		for {
-			for off := 0; off < len(data); off += 64 << 10 {
-				if _, err := w.Write(data[off:min(off+64<<10, len(data))]); err != nil {
-					if first {
-						close(wr)
-					}
-					st <- err
-					d <- w.Commit()
-					return
-				}
-			}
-			if first {
-				close(wr)
-				first = false
-			}
-			if !endless {
-				st <- nil
-				if endErr != nil {
-					d <- w.Abort(endErr)
-				} else {
-					d <- w.Commit()
-				}
-				return
-			}
+		err := feed(w, data, endless, wr)
+		st <- err
+		switch {
+		case err == nil && endErr != nil:
+			d <- w.Abort(endErr)
+		default:
+			d <- w.Commit()
 		}
 	}()
 	return wr, st, d
@@ -448,29 +430,37 @@ func stream(ctx context.Context, s *Target, key string, o storage.WriteOptions, 
 // produce streams data into pw and ends the pipe with endErr (nil: a clean
 // EOF), for the tests of the drivers' own Upload.
 func produce(pw *io.PipeWriter, data []byte, endErr error, endless bool) (wrote <-chan struct{}) {
-	w := make(chan struct{})
+	wr := make(chan struct{})
 	go func() {
-		first := true
-		for {
-			for off := 0; off < len(data); off += 64 << 10 {
-				if _, err := pw.Write(data[off:min(off+64<<10, len(data))]); err != nil {
-					if first {
-						close(w)
-					}
-					return
-				}
-			}
-			if first {
-				close(w)
-				first = false
-			}
-			if !endless {
-				pw.CloseWithError(endErr)
-				return
-			}
+		if feed(pw, data, endless, wr) == nil {
+			pw.CloseWithError(endErr)
 		}
 	}()
-	return w
+	return wr
+}
+
+// feed writes data into w 64 KiB at a time, over and over while endless,
+// and closes wrote once len(data) bytes were taken or a Write failed. It
+// returns the error of the Write that failed (nil: data was written).
+func feed(w io.Writer, data []byte, endless bool, wrote chan<- struct{}) error {
+	first := true
+	for {
+		for off := 0; off < len(data); off += 64 << 10 {
+			if _, err := w.Write(data[off:min(off+64<<10, len(data))]); err != nil {
+				if first {
+					close(wrote)
+				}
+				return err
+			}
+		}
+		if first {
+			close(wrote)
+			first = false
+		}
+		if !endless {
+			return nil
+		}
+	}
 }
 
 // testUploadReaderError: the producer fails mid-stream and aborts its
