@@ -156,7 +156,10 @@ func (w *Writer) Commit() error {
 		}
 		return w.err
 	}
-	if w.state == failed { // Abort raced with Commit and lost: the object exists
+	if w.state == failed {
+		// Abort ran while the stream was already complete: too late to
+		// stop the commit. The object exists, but the caller asked to
+		// abort, so it hears the abort's error, as Abort's caller did.
 		return w.err
 	}
 	w.state = committed

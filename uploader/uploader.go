@@ -71,9 +71,10 @@ const (
 	// backup runs several objects at once, so a small number suffices.
 	DefaultConcurrency = 2
 
-	// bufSize is the pipe buffer: it gathers the codec's small writes (flate
-	// emits a few hundred bytes at a time, tar headers are 512) so each pipe
-	// hand-off between goroutines moves a useful amount of data.
+	// bufSize is the codec's output buffer: it gathers the codec's small
+	// writes (flate emits a few hundred bytes at a time, tar headers are
+	// 512) so each hand-off to the storage.Writer's goroutine moves a
+	// useful amount of data.
 	bufSize = 256 << 10
 )
 
