@@ -187,6 +187,10 @@ type WriteOptions struct {
 	// Concurrency is the number of parts in flight (0: the backend's
 	// default).
 	Concurrency int
+	// Tee, for NewWriter, sees every byte the backend takes, in the
+	// upload's goroutine, so that hashing and counting overlap with the
+	// caller's work. Its Write must not fail.
+	Tee io.Writer
 }
 
 func (o WriteOptions) blob() *blob.WriterOptions {

@@ -66,9 +66,13 @@ func (s *Store) NewWriter(ctx context.Context, key string, o WriteOptions) *Writ
 	// Pipe reads do not watch contexts.
 	w.stopWatch = context.AfterFunc(w.ctx, func() { pw.CloseWithError(context.Cause(w.ctx)) })
 	bo := o.blob()
+	var src io.Reader = pr
+	if o.Tee != nil {
+		src = io.TeeReader(pr, o.Tee)
+	}
 	go func() {
 		defer close(w.done)
-		err := s.upload(w.ctx, key, pr, bo)
+		err := s.upload(w.ctx, key, src, bo)
 		w.stopWatch()
 		if err != nil {
 			pr.CloseWithError(uploadError{err})

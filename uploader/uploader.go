@@ -4,10 +4,11 @@
 //
 // Per object:
 //
-//	Write -> codec writer -> 256 KiB buffer -> SHA-256 + count -> storage.Writer
+//	Write -> codec writer -> 256 KiB buffer -> storage.Writer -> SHA-256 + count -> backend
 //
-// and storage.Writer hands the bytes to the backend's upload goroutine, so
-// compression and upload overlap.
+// and storage.Writer hands the bytes to the backend's upload goroutine,
+// which hashes them (WriteOptions.Tee) as it takes them, so compression and
+// hashing and upload overlap.
 //
 // # Memory
 //
@@ -217,8 +218,8 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 	}
 	partSize := u.PartSize(o.SizeHint)
 
-	ob := &Object{u: u, key: key}
-	ob.bw = getBufWriter(&ob.hw)
+	ob := &Object{u: u, key: key, hw: hashio.Writer{W: io.Discard, H: sha256.New()}}
+	ob.bw = getBufWriter(toWriter{ob})
 	cw, err := c.NewWriter(ob.bw)
 	if err != nil {
 		putBufWriter(ob.bw)
@@ -231,8 +232,8 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 		ContentType: ct,
 		PartSize:    partSize,
 		Concurrency: u.opts.Concurrency,
+		Tee:         &ob.hw, // hashed in the upload's goroutine
 	})
-	ob.hw = hashio.Writer{W: ob.w, H: sha256.New()}
 	u.log.Debug("upload started", "key", key, "codec", c.Name(), "part_size", partSize, "size_hint", o.SizeHint)
 	return ob, nil
 }
@@ -261,7 +262,7 @@ type Object struct {
 	mu      sync.Mutex // serialises Write, Close and the codec teardown
 	cw      io.WriteCloser
 	bw      *bufio.Writer
-	hw      hashio.Writer // hashes and counts exactly the bytes handed to w
+	hw      hashio.Writer // hashes and counts exactly the bytes the backend took (read after Commit)
 	state   state
 	werr    error // why the first Write failed: the stream is damaged, never commit it
 	result  Result
@@ -390,6 +391,12 @@ func (o *Object) stateErr() error {
 	}
 	return fmt.Errorf("upload %s: write after Close", o.key)
 }
+
+// toWriter hands the codec's buffered output to the object's
+// storage.Writer, which is made only once the codec exists.
+type toWriter struct{ o *Object }
+
+func (t toWriter) Write(p []byte) (int, error) { return t.o.w.Write(p) }
 
 var bufWriters sync.Pool // *bufio.Writer of bufSize
 
