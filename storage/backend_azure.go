@@ -17,7 +17,9 @@ import (
 // cancelled ctx commits nothing and an existing blob stays as it was. The
 // blocks already staged stay behind, uncommitted, until Azure drops them
 // after 7 days: after a failed upload they are discarded at once
-// (discardUncommitted, on a fresh context), as S3's sweep does for parts.
+// (discardUncommitted, on a fresh context), as S3's sweep does for parts;
+// not after a refused conditional create, where the staged blocks may be
+// another writer's upload in progress.
 // (azureblob's Write path is unusable for this: after a failed upload its
 // Close dereferences a pipe its upload goroutine has set to nil, and
 // panics; so every write, WriteAll included, goes through Upload.)
@@ -42,7 +44,7 @@ func (ab *azureBackend) caps() Caps {
 
 func (ab *azureBackend) upload(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {
 	err := ab.b.Upload(ctx, key, r, o)
-	if err != nil && ab.cc != nil {
+	if err != nil && ab.cc != nil && !refused(o, err) {
 		sweep(ctx, ab.log, ab, key)
 	}
 	return err

@@ -29,7 +29,8 @@ import (
 //
 // After any failure the uploads still pending for the key are aborted as
 // well (sweep, on a fresh context), which also clears what an earlier,
-// crashed attempt at the same key left. MinIO lists pending uploads only by
+// crashed attempt at the same key left; not after a refused conditional
+// create, where the key's pending uploads are another writer's. MinIO lists pending uploads only by
 // exact key, so a run records the keys it starts in its marker
 // (Caps.RecordKeys) for DeleteBackup to find after a crash.
 type s3Backend struct {
@@ -74,7 +75,7 @@ func (sb *s3Backend) upload(ctx context.Context, key string, r io.Reader, o *blo
 		}
 		err = sb.b.Upload(ctx, key, r, o)
 	}
-	if err != nil {
+	if err != nil && !refused(o, err) {
 		sweep(ctx, sb.log, sb, key)
 	}
 	return err
@@ -94,6 +95,13 @@ func (sb *s3Backend) pending(ctx context.Context, keyPrefix string) ([]string, e
 		keys = append(keys, u.Key)
 	}
 	return keys, nil
+}
+
+// refused reports whether err is a conditional create refused because key
+// exists: then the key is another writer's, whose upload in progress a
+// sweep would abort, and the failed upload aborted its own already.
+func refused(o *blob.WriterOptions, err error) bool {
+	return o.IfNotExist && isTaken(err)
 }
 
 // sweep removes what a failed upload of key left pending, on a fresh

@@ -205,14 +205,15 @@ func (s *Store) Write(ctx context.Context, key string, r io.Reader, opts WriteOp
 	return mark(s.upload(ctx, key, r, opts.blob()))
 }
 
-// WriteAll stores data at key in one write. It goes through the bucket's
-// Upload, not its WriteAll: azureblob's Write path panics in Close after a
-// refused conditional write (storagetest ObjectDoor on Azurite).
+// WriteAll stores data at key in one write, all or nothing, through the
+// backend's upload (never the driver's WriteAll: azureblob's Write path
+// panics in Close after a refused conditional write, storagetest ObjectDoor
+// on Azurite). Unlike Write it does not report key to a run's reservation.
 func (s *Store) WriteAll(ctx context.Context, key string, data []byte, opts WriteOptions) error {
 	if opts.ContentType == "" {
 		opts.ContentType = "application/octet-stream" // Upload requires one
 	}
-	return mark(s.bucket.Upload(ctx, key, bytes.NewReader(data), opts.blob()))
+	return mark(s.be.upload(ctx, key, bytes.NewReader(data), opts.blob()))
 }
 
 // ReadAll reads the object at key, at most limit bytes: a larger object is

@@ -27,7 +27,8 @@ var ErrAborted = errors.New("upload aborted")
 //   - when the backend fails by itself, the pipe is closed with its error,
 //     so a Write blocked in the pipe returns the real reason.
 //
-// Every error names the key. Write and Commit must not be called
+// Every error names the key; a refused conditional create is
+// errors.Is(err, ErrExists). Write and Commit must not be called
 // concurrently with each other; Abort may be called from any goroutine,
 // also to unblock a Write that waits for the backend.
 type Writer struct {
@@ -72,7 +73,7 @@ func (s *Store) NewWriter(ctx context.Context, key string, o WriteOptions) *Writ
 	}
 	go func() {
 		defer close(w.done)
-		err := s.upload(w.ctx, key, src, bo)
+		err := mark(s.upload(w.ctx, key, src, bo))
 		w.stopWatch()
 		if err != nil {
 			pr.CloseWithError(uploadError{err})

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) *storage.Store, bucketOf func(*st
 		{"UploadFailureAbortsEarlierAttempts", testUploadAbortsEarlierAttempts},
 		{"WriterAbortLeavesNothing", testWriterAbort},
 		{"WriterCommitAfterAbort", testWriterCommitAfterAbort},
+		{"RefusedCreateSweepsNothing", testRefusedCreateSweepsNothing},
 		{"ReadPrintsNothing", testReadPrintsNothing},
 		{"DriverReaderErrorBehaviour", testDriverReaderError},
 		{"DriverWriteErrorBehaviour", testDriverWriteError},

@@ -113,3 +113,35 @@ func testWriterCommitAfterAbort(t *testing.T, s *Target) {
 		t.Errorf("after Abort following Commit, read %q, %v; want the object", got, err)
 	}
 }
+
+// testRefusedCreateSweepsNothing: a conditional create refused because the
+// key exists leaves the key's pending multipart uploads alone (they are
+// another writer's), where any other failure sweeps them.
+func testRefusedCreateSweepsNothing(t *testing.T, s *Target) {
+	if s.Caps().Commit != storage.CommitMultipart {
+		t.Skip("only S3 has multipart uploads that outlive the writer")
+	}
+	ctx := ctxFor(t)
+	key := s.Key("refused/obj")
+	put(t, s, key, []byte("first"))
+	startMultipart(t, s, key) // another writer's upload in progress
+	if err := s.WriteAll(ctx, key, []byte("second"), storage.WriteOptions{IfNotExist: true}); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("WriteAll over an existing key = %v, want ErrExists", err)
+	}
+	w := s.NewWriter(ctx, key, storage.WriteOptions{IfNotExist: true})
+	if _, err := w.Write([]byte("third")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("Commit over an existing key = %v, want ErrExists", err)
+	}
+	if p := pending(t, s, key); len(p) != 1 {
+		t.Errorf("pending uploads of %s after refused creates: %v, want the other writer's one", key, p)
+	}
+	if got, err := s.ReadAll(ctx, key, 100); err != nil || string(got) != "first" {
+		t.Errorf("read %q, %v; want the first version", got, err)
+	}
+	if _, err := s.AbortIncompleteUploads(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+}
