@@ -99,21 +99,14 @@ func (e uploadError) Unwrap() error { return e.err }
 // committed; the caller should Abort (Commit returns the same error).
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
-	switch w.state {
-	case committed:
-		w.mu.Unlock()
-		return 0, fmt.Errorf("upload %s: write after Commit", w.key)
-	case failed:
-		err := w.err
-		w.mu.Unlock()
-		return 0, err
-	}
-	if w.err != nil {
-		err := w.err
-		w.mu.Unlock()
-		return 0, err
-	}
+	state, failure := w.state, w.err
 	w.mu.Unlock()
+	switch {
+	case state == committed:
+		return 0, fmt.Errorf("upload %s: write after Commit", w.key)
+	case failure != nil: // failed, aborted, or Fail: the stream is damaged
+		return 0, failure
+	}
 	n, err := w.pw.Write(p)
 	if err != nil {
 		return n, w.Fail(w.explain(err))
