@@ -61,7 +61,7 @@ type Store struct {
 	log        *slog.Logger
 
 	// reservation is the backup ID this store's run holds (Reserve):
-	// Upload reports the keys it writes under it.
+	// every upload reports the key it writes under it.
 	reservation atomic.Pointer[Reservation]
 }
 
