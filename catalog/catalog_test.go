@@ -28,7 +28,7 @@ func sampleManifest(id string, stop time.Time) *manifest.Backup {
 
 func put(t *testing.T, s *storage.Store, id, name string, data []byte) {
 	t.Helper()
-	if err := s.Bucket.WriteAll(context.Background(), s.BackupKey(id, name), data, nil); err != nil {
+	if err := s.WriteAll(context.Background(), s.BackupKey(id, name), data, storage.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -527,7 +527,7 @@ func testVerifyWAL(t *testing.T, a *archive, env []string, older, newer string) 
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if err := store.Bucket.Delete(ctx, store.WALKey(seg)); err != nil {
+	if err := store.Delete(ctx, store.WALKey(seg)); err != nil {
 		t.Fatal(err)
 	}
 	assertOneLineError(t, cli(t, env, "verify", older, "--wal"), 1, "gap at "+seg)

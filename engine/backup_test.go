@@ -36,7 +36,7 @@ type member struct {
 // readBackup reads every volume of a backup back from the bucket,
 // decompresses it with the codec its name says and returns the members by
 // archive-qualified path ("base/..." or "<oid>/...").
-func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup) map[string]member {
+func readBackup(t *testing.T, b *storage.Store, prefix string, m *manifest.Backup) map[string]member {
 	t.Helper()
 	out := map[string]member{}
 	for _, ts := range m.Tablespaces {
@@ -45,7 +45,7 @@ func readBackup(t *testing.T, b *blob.Bucket, prefix string, m *manifest.Backup)
 			arch = fmt.Sprint(ts.OID)
 		}
 		for _, o := range ts.Objects {
-			data, err := b.ReadAll(context.Background(), prefix+o.Key)
+			data, err := b.ReadAll(context.Background(), prefix+o.Key, 1<<40)
 			if err != nil {
 				t.Fatalf("read %s: %v", o.Key, err)
 			}
@@ -160,7 +160,7 @@ func TestBackupContents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
-	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
+	members := readBackup(t, store, store.BackupKey(m.ID, ""), m)
 
 	mustHave := []string{
 		"base/PG_VERSION", "base/global/pg_control", "base/backup_label", "base/tablespace_map",
@@ -233,7 +233,7 @@ func TestBackupContents(t *testing.T) {
 
 	// backup_manifest lists every file of the archives (not WAL), with the
 	// right size and CRC32C.
-	raw, err := store.Bucket.ReadAll(context.Background(), store.BackupKey(m.ID, storage.PGManifestName))
+	raw, err := store.ReadAll(context.Background(), store.BackupKey(m.ID, storage.PGManifestName), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestBackupContents(t *testing.T) {
 	if len(pgm.WALRanges) != 1 || pgm.WALRanges[0].Start != m.StartLSN || pgm.WALRanges[0].End != m.StopLSN {
 		t.Errorf("WAL ranges %+v, want %s-%s", pgm.WALRanges, m.StartLSN, m.StopLSN)
 	}
-	if got, err := store.Bucket.ReadAll(context.Background(), store.BackupKey(m.ID, storage.ManifestName)); err != nil {
+	if got, err := store.ReadAll(context.Background(), store.BackupKey(m.ID, storage.ManifestName), 1<<30); err != nil {
 		t.Errorf("manifest.json missing: %v", err)
 	} else if back, err := manifest.Unmarshal(got); err != nil || back.ID != m.ID {
 		t.Errorf("manifest.json unreadable: %v", err)
@@ -405,7 +405,13 @@ func waitForUploadedBytes(t *testing.T, faults *faultyblob.Faults, p *progress.C
 
 func assertEmptyBucket(t *testing.T, b *blob.Bucket) {
 	t.Helper()
-	iter := b.List(nil)
+	assertEmptyStore(t, storage.NewStore(b, "mem"))
+}
+
+// assertEmptyStore fails for every object left in s.
+func assertEmptyStore(t *testing.T, s *storage.Store) {
+	t.Helper()
+	iter := s.List("")
 	for {
 		obj, err := iter.Next(context.Background())
 		if err == io.EOF {
@@ -452,7 +458,7 @@ func TestBackupRollsOverAndThrottles(t *testing.T) {
 		}
 	}
 	// Every volume is a complete tar stream and together they hold the cluster.
-	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
+	members := readBackup(t, store, store.BackupKey(m.ID, ""), m)
 	if _, ok := members["base/global/pg_control"]; !ok {
 		t.Error("pg_control missing from the rolled-over archive")
 	}
@@ -496,7 +502,7 @@ func TestBackupTablespaceInsideDataDir(t *testing.T) {
 	if len(m.Tablespaces) != 2 || fmt.Sprint(m.Tablespaces[1].OID) != insideOID {
 		t.Fatalf("archives %+v: want base and tablespace %s only (the in-place one stays in base)", m.Tablespaces, insideOID)
 	}
-	members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
+	members := readBackup(t, store, store.BackupKey(m.ID, ""), m)
 	rel := strings.TrimPrefix(insidePath, "pg_tblspc/"+insideOID+"/")
 	if _, ok := members[insideOID+"/"+rel]; !ok {
 		t.Errorf("tablespace archive lacks %s", rel)

@@ -51,7 +51,7 @@ func TestDataDirectoryIdentity(t *testing.T) {
 		if err == nil || failure.KindOf(err) != failure.Precondition || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: backup error = %v, want a precondition error containing %q", name, err, want)
 		}
-		assertEmptyBucket(t, store.Bucket)
+		assertEmptyStore(t, store)
 	}
 	attempt("running standby", standby, "names port "+strconv.Itoa(port))
 

@@ -35,7 +35,7 @@ func TestInjectedFileModes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("backup: %v", err)
 		}
-		members := readBackup(t, store.Bucket, store.BackupKey(m.ID, ""), m)
+		members := readBackup(t, store, store.BackupKey(m.ID, ""), m)
 		checked := 0
 		for name, mem := range members {
 			if name == "base/backup_label" || name == "base/tablespace_map" || strings.HasSuffix(name, ".done") {

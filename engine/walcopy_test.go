@@ -68,7 +68,7 @@ func walCopy(t *testing.T, walDir string, files []wal.SegmentFile) (*storage.Sto
 		t.Fatal(err)
 	}
 	key := store.BackupKey(id, "base.00001.tar"+z.Ext())
-	data, err := store.Bucket.ReadAll(context.Background(), key)
+	data, err := store.ReadAll(context.Background(), key, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestWALCopyChecksWhatItStores(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), b.wantErr) {
 			t.Errorf("%s: error %v, want %q", b.name, err, b.wantErr)
 		}
-		assertEmptyBucket(t, store.Bucket)
+		assertEmptyStore(t, store)
 	}
 	// Bytes past the WAL the backup needs are not its concern.
 	os.Remove(filepath.Join(dir, seg6))

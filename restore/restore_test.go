@@ -286,7 +286,7 @@ func craftBackup(t *testing.T, store *storage.Store, id string, members []tar.He
 	}
 	ctx := context.Background()
 	put := func(name string, data []byte) manifest.Object {
-		if err := store.Bucket.WriteAll(ctx, store.BackupKey(id, name), data, nil); err != nil {
+		if err := store.WriteAll(ctx, store.BackupKey(id, name), data, storage.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)

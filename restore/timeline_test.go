@@ -45,7 +45,7 @@ func fileStore(t *testing.T) *storage.Store {
 
 func walRanges(t *testing.T, store *storage.Store, m *manifest.Backup) []manifest.WALRange {
 	t.Helper()
-	raw, err := store.Bucket.ReadAll(context.Background(), store.BackupKey(m.ID, storage.PGManifestName))
+	raw, err := store.ReadAll(context.Background(), store.BackupKey(m.ID, storage.PGManifestName), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}

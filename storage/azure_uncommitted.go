@@ -18,36 +18,62 @@ import (
 // blocks and no committed version, it commits an empty block list (which
 // discards the staged blocks; If-None-Match: * so a blob committed in the
 // meantime is left alone) and deletes the resulting empty blob. It returns
-// how many it discarded; 0, nil on other backends.
-func (s *Store) discardUncommitted(ctx context.Context, keyPrefix string) (int, error) {
-	var cc *container.Client
-	if s.Scheme != "azblob" || !s.Bucket.As(&cc) {
-		return 0, nil
-	}
+// how many it discarded.
+func discardUncommitted(ctx context.Context, cc *container.Client, keyPrefix string) (int, error) {
+	n := 0
+	err := eachUncommitted(ctx, cc, keyPrefix, func(name string) error {
+		done, err := discardBlocks(ctx, cc.NewBlockBlobClient(name))
+		if err != nil {
+			return fmt.Errorf("discard uncommitted blocks of %s: %w", name, err)
+		}
+		if done {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// listUncommitted returns the blobs under keyPrefix that have uncommitted
+// blocks.
+func listUncommitted(ctx context.Context, cc *container.Client, keyPrefix string) ([]string, error) {
+	var keys []string
+	err := eachUncommitted(ctx, cc, keyPrefix, func(name string) error {
+		list, err := cc.NewBlockBlobClient(name).GetBlockList(ctx, blockblob.BlockListTypeUncommitted, nil)
+		switch {
+		case err != nil && isAzureCode(err, "BlobNotFound"):
+		case err != nil:
+			return fmt.Errorf("list blocks of %s: %w", name, err)
+		case len(list.UncommittedBlocks) > 0:
+			keys = append(keys, name)
+		}
+		return nil
+	})
+	return keys, err
+}
+
+// eachUncommitted calls fn for every blob under keyPrefix that a listing
+// including uncommitted blobs shows.
+func eachUncommitted(ctx context.Context, cc *container.Client, keyPrefix string, fn func(name string) error) error {
 	pager := cc.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{
 		Prefix:  &keyPrefix,
 		Include: container.ListBlobsInclude{UncommittedBlobs: true},
 	})
-	n := 0
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return n, fmt.Errorf("list uncommitted blobs under %q: %w", keyPrefix, err)
+			return fmt.Errorf("list uncommitted blobs under %q: %w", keyPrefix, err)
 		}
 		for _, it := range page.Segment.BlobItems {
 			if it.Name == nil {
 				continue
 			}
-			done, err := discardBlocks(ctx, cc.NewBlockBlobClient(*it.Name))
-			if err != nil {
-				return n, fmt.Errorf("discard uncommitted blocks of %s: %w", *it.Name, err)
-			}
-			if done {
-				n++
+			if err := fn(*it.Name); err != nil {
+				return err
 			}
 		}
 	}
-	return n, nil
+	return nil
 }
 
 func discardBlocks(ctx context.Context, bb *blockblob.Client) (bool, error) {

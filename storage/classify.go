@@ -56,7 +56,7 @@ func Classify(err error, what string) error {
 // Classify is the package Classify with this store's scheme, bucket and
 // endpoint in messages and hints.
 func (s *Store) Classify(err error, what string) error {
-	return classify(err, what, target{scheme: s.Scheme, bucket: s.bucket, endpoint: s.endpoint})
+	return classify(err, what, target{scheme: s.Scheme, bucket: s.bucketName, endpoint: s.endpoint})
 }
 
 // lineError shows one line but keeps the driver error for errors.Is/As.

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"gocloud.dev/blob"
-
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testsvc"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/storage/storagetest"
@@ -46,13 +44,13 @@ func openURL(t *testing.T, raw string) *storage.Store {
 func TestConformanceMem(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
 		return openURL(t, "mem://bucket/"+uniquePrefix(t))
-	})
+	}, storage.BucketOf)
 }
 
 func TestConformanceFile(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
 		return openURL(t, "file://"+t.TempDir())
-	})
+	}, storage.BucketOf)
 }
 
 func TestConformanceMinIO(t *testing.T) {
@@ -61,7 +59,7 @@ func TestConformanceMinIO(t *testing.T) {
 	m.SetEnv(t)
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
 		return openURL(t, m.BucketURL("conformance", uniquePrefix(t)))
-	})
+	}, storage.BucketOf)
 	t.Run("SDKLogsGoToTheLogger", func(t *testing.T) { testSDKLogs(t, m.BucketURL("conformance", uniquePrefix(t))) })
 }
 
@@ -79,11 +77,11 @@ func testSDKLogs(t *testing.T, url string) {
 	ctx := context.Background()
 	key := s.Key("multipart")
 	data := make([]byte, 11<<20)
-	if err := s.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{BufferSize: 5 << 20}); err != nil {
+	if err := s.Write(ctx, key, bytes.NewReader(data), storage.WriteOptions{PartSize: 5 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	var got []byte
-	out := storagetest.CaptureStderr(t, func() { got, err = s.Bucket.ReadAll(ctx, key) })
+	out := storagetest.CaptureStderr(t, func() { got, err = s.ReadAll(ctx, key, int64(len(data))) })
 	if err != nil || len(got) != len(data) {
 		t.Fatalf("read back %d bytes (%v), want %d", len(got), err, len(data))
 	}
@@ -107,7 +105,7 @@ func TestConformanceMinIOTLS(t *testing.T) {
 	m.SetEnv(t)
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
 		return openURL(t, m.BucketURL("conformance", uniquePrefix(t)))
-	})
+	}, storage.BucketOf)
 }
 
 // TestConformanceMinIOPooledParts runs the suite over TLS with the part
@@ -122,7 +120,7 @@ func TestConformanceMinIOPooledParts(t *testing.T) {
 		s := openURL(t, m.BucketURL("conformance", uniquePrefix(t)))
 		s.SetPartPool(storage.NewPartPool(16 << 20))
 		return s
-	})
+	}, storage.BucketOf)
 }
 
 func TestConformanceAzurite(t *testing.T) {
@@ -131,7 +129,7 @@ func TestConformanceAzurite(t *testing.T) {
 	a.SetEnv(t)
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
 		return openURL(t, a.BucketURL("conformance", uniquePrefix(t)))
-	})
+	}, storage.BucketOf)
 }
 
 func TestConformanceFakeGCS(t *testing.T) {
@@ -140,5 +138,5 @@ func TestConformanceFakeGCS(t *testing.T) {
 	g.SetEnv(t)
 	storagetest.Run(t, func(t *testing.T) *storage.Store {
 		return openURL(t, g.BucketURL("conformance", uniquePrefix(t)))
-	})
+	}, storage.BucketOf)
 }

@@ -1,9 +1,9 @@
 package storage
 
-// Limits describes how a backend's multipart uploads are bounded. The
-// uploader sizes parts from an archive's estimated size so that no object
-// exceeds MaxParts parts, and rolls an archive over into a next object when a
-// stream outgrows that.
+// Limits describes how a backend's multipart uploads are bounded. PartSize
+// sizes parts from an archive's estimated size so that no object exceeds
+// MaxParts parts, and MaxRawBytes says when the caller rolls an archive over
+// into a next object because a stream outgrew that.
 type Limits struct {
 	// MaxParts is the largest number of parts one object may have
 	// (0: no limit, the backend streams without a part count).

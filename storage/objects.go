@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 
 	"gocloud.dev/blob"
@@ -53,6 +54,9 @@ type Attributes struct {
 	Size        int64
 	ModTime     time.Time
 	ContentType string
+	// ETag is the service's entity tag (S3: a multipart object's ends in
+	// -<parts>), without quotes; may be empty.
+	ETag string
 	// Metadata is the user metadata written with the object (keys in
 	// lower case).
 	Metadata map[string]string
@@ -60,16 +64,16 @@ type Attributes struct {
 
 // Attributes returns the attributes of the object at key.
 func (s *Store) Attributes(ctx context.Context, key string) (*Attributes, error) {
-	a, err := s.Bucket.Attributes(ctx, key)
+	a, err := s.bucket.Attributes(ctx, key)
 	if err != nil {
 		return nil, mark(err)
 	}
-	return &Attributes{Size: a.Size, ModTime: a.ModTime, ContentType: a.ContentType, Metadata: a.Metadata}, nil
+	return &Attributes{Size: a.Size, ModTime: a.ModTime, ContentType: a.ContentType, ETag: strings.Trim(a.ETag, `"`), Metadata: a.Metadata}, nil
 }
 
 // Exists reports whether an object exists at key.
 func (s *Store) Exists(ctx context.Context, key string) (bool, error) {
-	ok, err := s.Bucket.Exists(ctx, key)
+	ok, err := s.bucket.Exists(ctx, key)
 	return ok, mark(err)
 }
 
@@ -98,7 +102,7 @@ func (s *Store) NewReader(ctx context.Context, key string) (*Reader, error) {
 // NewRangeReader opens length bytes of the object at key from offset
 // (length < 0: to the end).
 func (s *Store) NewRangeReader(ctx context.Context, key string, offset, length int64) (*Reader, error) {
-	r, err := s.Bucket.NewRangeReader(ctx, key, offset, length, nil)
+	r, err := s.bucket.NewRangeReader(ctx, key, offset, length, nil)
 	if err != nil {
 		return nil, mark(err)
 	}
@@ -126,7 +130,7 @@ func (s *Store) ListPage(ctx context.Context, prefix string, token []byte, pageS
 	if token == nil {
 		token = blob.FirstPageToken
 	}
-	objs, next, err := s.Bucket.ListPage(ctx, token, pageSize, &blob.ListOptions{Prefix: prefix})
+	objs, next, err := s.bucket.ListPage(ctx, token, pageSize, &blob.ListOptions{Prefix: prefix})
 	if err != nil {
 		return nil, nil, mark(err)
 	}
@@ -163,12 +167,12 @@ func (it *ObjectIterator) Next(ctx context.Context) (*ObjectInfo, error) {
 
 // List lists the objects whose keys start with prefix, in key order.
 func (s *Store) List(prefix string) *ObjectIterator {
-	return &ObjectIterator{it: s.Bucket.List(&blob.ListOptions{Prefix: prefix})}
+	return &ObjectIterator{it: s.bucket.List(&blob.ListOptions{Prefix: prefix})}
 }
 
 // Delete removes the object at key.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	return mark(s.Bucket.Delete(ctx, key))
+	return mark(s.bucket.Delete(ctx, key))
 }
 
 // WriteOptions are the options of Write and Create.
@@ -177,26 +181,39 @@ type WriteOptions struct {
 	Metadata    map[string]string
 	// IfNotExist refuses to overwrite: the write fails with ErrExists.
 	IfNotExist bool
+	// PartSize is the multipart part size (0: the backend's default; see
+	// PartSize for choosing one).
+	PartSize int64
+	// Concurrency is the number of parts in flight (0: the backend's
+	// default).
+	Concurrency int
+	// Tee, for NewWriter, sees every byte the backend takes, in the
+	// upload's goroutine, so that hashing and counting overlap with the
+	// caller's work. Its Write must not fail.
+	Tee io.Writer
 }
 
 func (o WriteOptions) blob() *blob.WriterOptions {
-	return &blob.WriterOptions{ContentType: o.ContentType, Metadata: o.Metadata, IfNotExist: o.IfNotExist}
+	return &blob.WriterOptions{ContentType: o.ContentType, Metadata: o.Metadata, IfNotExist: o.IfNotExist,
+		BufferSize: int(o.PartSize), MaxConcurrency: o.Concurrency}
 }
 
-// Write stores r at key through Upload (all or nothing: a failed or
-// cancelled write leaves no object).
+// Write stores r at key, all or nothing: a failed or cancelled write, or
+// one whose reader fails, leaves no object (see NewWriter to write a
+// stream instead).
 func (s *Store) Write(ctx context.Context, key string, r io.Reader, opts WriteOptions) error {
-	return mark(s.Upload(ctx, key, r, opts.blob()))
+	return mark(s.upload(ctx, key, r, opts.blob()))
 }
 
-// WriteAll stores data at key in one write. It goes through the bucket's
-// Upload, not its WriteAll: azureblob's Write path panics in Close after a
-// refused conditional write (storagetest ObjectDoor on Azurite).
+// WriteAll stores data at key in one write, all or nothing, through the
+// backend's upload (never the driver's WriteAll: azureblob's Write path
+// panics in Close after a refused conditional write, storagetest ObjectDoor
+// on Azurite). Unlike Write it does not report key to a run's reservation.
 func (s *Store) WriteAll(ctx context.Context, key string, data []byte, opts WriteOptions) error {
 	if opts.ContentType == "" {
 		opts.ContentType = "application/octet-stream" // Upload requires one
 	}
-	return mark(s.Bucket.Upload(ctx, key, bytes.NewReader(data), opts.blob()))
+	return mark(s.be.upload(ctx, key, bytes.NewReader(data), opts.blob()))
 }
 
 // ReadAll reads the object at key, at most limit bytes: a larger object is

@@ -60,33 +60,43 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		Scheme:  bu.scheme,
-		Prefix:  bu.prefix,
-		Display: bu.display(),
-		Limits:  LimitsFor(bu.scheme),
-		bucket:  bu.bucket,
-		log:     log,
+		Scheme:     bu.scheme,
+		Prefix:     bu.prefix,
+		Display:    bu.display(),
+		Limits:     LimitsFor(bu.scheme),
+		bucketName: bu.bucket,
+		log:        log,
 	}
+	var sb *s3Bucket
+	sidecars := false
 	switch bu.scheme {
 	case "s3":
-		s.Bucket, s.s3, err = openS3(ctx, bu, opts, log)
-		if s.s3 != nil {
-			s.endpoint = s.s3.endpoint
+		s.bucket, sb, err = openS3(ctx, bu, opts, log)
+		if sb != nil {
+			s.endpoint = sb.endpoint
 		}
 	case "gs":
-		s.Bucket, s.endpoint, err = openGCS(ctx, bu, opts.Retry, log)
+		s.bucket, s.endpoint, err = openGCS(ctx, bu, opts.Retry, log)
 	case "azblob":
-		s.Bucket, s.endpoint, err = openAzure(ctx, bu, opts.Retry, log)
+		s.bucket, s.endpoint, err = openAzure(ctx, bu, opts.Retry, log)
 	case "file":
-		s.Bucket, s.dirMode, err = openFile(bu)
+		s.bucket, s.dirMode, sidecars, err = openFile(bu)
 		s.fileDir = bu.bucket
 	case "mem":
 		if err = checkParams("mem", bu.query); err == nil {
-			s.Bucket = memblob.OpenBucket(nil)
+			s.bucket = memblob.OpenBucket(nil)
 		}
 	}
 	if err != nil {
 		return nil, err
+	}
+	if sb != nil {
+		s.be = &s3Backend{b: s.bucket, s3: sb, bucket: bu.bucket, log: log}
+	} else {
+		s.be = newBackend(s.bucket, bu.scheme, log)
+	}
+	if fb, ok := s.be.(*streamBackend); ok && sidecars {
+		fb.c.ContentType = true // kept in the .attrs sidecar
 	}
 	return s, nil
 }
@@ -221,9 +231,9 @@ func sameOrigin(a, b string) bool {
 // The directory itself must exist: it is never created, so that a mistyped
 // path or an unmounted mount point is an error rather than a new directory
 // (filling the root file system, or answering "no backups").
-func openFile(bu *bucketURL) (*blob.Bucket, os.FileMode, error) {
+func openFile(bu *bucketURL) (*blob.Bucket, os.FileMode, bool, error) {
 	if err := checkParams("file", bu.query, "no_tmp_dir", "metadata", "dir_file_mode"); err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	o := &fileblob.Options{NoTempDir: true, Metadata: fileblob.MetadataDontWrite, DirFileMode: 0o700}
 	if v, ok := bu.query["metadata"]; ok {
@@ -232,37 +242,37 @@ func openFile(bu *bucketURL) (*blob.Bucket, os.FileMode, error) {
 		case "":
 			o.Metadata = fileblob.MetadataInSidecar
 		default:
-			return nil, 0, usageErr("file bucket URL parameter metadata=%q: want skip or empty", v[0])
+			return nil, 0, false, usageErr("file bucket URL parameter metadata=%q: want skip or empty", v[0])
 		}
 	}
 	if v := bu.query.Get("dir_file_mode"); v != "" {
 		m, err := strconv.ParseUint(v, 0, 32)
 		if err != nil || m&0o700 != 0o700 || m > 0o777 {
-			return nil, 0, usageErr("file bucket URL parameter dir_file_mode=%q: want an octal mode like 0750 that the owner can use", v)
+			return nil, 0, false, usageErr("file bucket URL parameter dir_file_mode=%q: want an octal mode like 0750 that the owner can use", v)
 		}
 		o.DirFileMode = os.FileMode(m)
 	}
 	switch fi, err := os.Stat(bu.bucket); {
 	case os.IsNotExist(err):
-		return nil, 0, &failure.Error{Kind: failure.Precondition,
+		return nil, 0, false, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("bucket directory %s does not exist", bu.bucket),
 			Hint: "create it (mkdir -m 700 " + bu.bucket + ") or correct the URL; it is never created for you, so that a mistyped path or an unmounted mount point fails"}
 	case err != nil:
-		return nil, 0, &failure.Error{Kind: failure.Precondition,
+		return nil, 0, false, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("bucket directory %s: %s", bu.bucket, firstLine(err.Error())),
 			Hint: "check that the path is a directory this user can read and write"}
 	case !fi.IsDir():
-		return nil, 0, &failure.Error{Kind: failure.Precondition,
+		return nil, 0, false, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("bucket directory %s is not a directory", bu.bucket),
 			Hint: "file:// URLs name a directory"}
 	}
 	b, err := fileblob.OpenBucket(bu.bucket, o)
 	if err != nil {
-		return nil, 0, &failure.Error{Kind: failure.Precondition,
+		return nil, 0, false, &failure.Error{Kind: failure.Precondition,
 			Err:  fmt.Errorf("open directory %s: %s", bu.bucket, firstLine(err.Error())),
 			Hint: "check that the path is a directory this user can read and write"}
 	}
-	return b, o.DirFileMode, nil
+	return b, o.DirFileMode, o.Metadata == fileblob.MetadataInSidecar, nil
 }
 
 // azureContainerClient picks the credential as gocloud's azureblob does:

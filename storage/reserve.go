@@ -102,7 +102,7 @@ const DefaultRefresh = 10 * time.Minute
 // also the permission check: a bucket we may not write fails here, as a
 // Precondition error, before anything else happens.
 //
-// From then on Store.Upload reports the keys under the ID to the
+// From then on every upload (Write, NewWriter) reports its key to the
 // reservation (see Reservation.Written, Discard).
 func (s *Store) Reserve(ctx context.Context, now time.Time) (*Reservation, error) {
 	base := NewBackupID(now)
@@ -152,7 +152,7 @@ func (s *Store) createOnce(ctx context.Context, key string, data []byte) error {
 	}
 	// Upload, not WriteAll: azureblob's Write path panics in Close after a
 	// failed (here: refused) upload; its Upload path does not.
-	return s.Bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{IfNotExist: true, ContentType: "application/json"})
+	return s.bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{IfNotExist: true, ContentType: "application/json"})
 }
 
 // createOnceFile creates key's file with O_EXCL, which is atomic between
@@ -198,14 +198,14 @@ func (r *Reservation) record(ctx context.Context, key string) error {
 	if r.seen[key] {
 		return nil
 	}
-	if r.store.s3 != nil {
+	if r.store.be.caps().RecordKeys {
 		m := r.marker
 		m.Keys = append(append([]string(nil), r.written...), key)
 		data, err := json.Marshal(m)
 		if err != nil {
 			return err
 		}
-		if err := r.store.Bucket.WriteAll(ctx, r.store.BackupKey(r.ID, MarkerName), data, &blob.WriterOptions{ContentType: "application/json"}); err != nil {
+		if err := r.store.bucket.WriteAll(ctx, r.store.BackupKey(r.ID, MarkerName), data, &blob.WriterOptions{ContentType: "application/json"}); err != nil {
 			return r.store.Classify(err, "record "+key+" in "+MarkerName)
 		}
 	}
@@ -254,11 +254,11 @@ func (r *Reservation) refresh(ctx context.Context) {
 		err = os.Chtimes(filepath.Join(s.fileDir, filepath.FromSlash(key)), now, now)
 	} else {
 		m := r.marker
-		if s.s3 != nil {
+		if s.be.caps().RecordKeys {
 			m.Keys = r.written
 		}
 		data, _ := json.Marshal(m)
-		err = s.Bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/json"})
+		err = s.bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/json"})
 	}
 	if err != nil && ctx.Err() == nil {
 		s.logger().WarnContext(ctx, "could not refresh the backup's reservation; a retention run with a short --grace might take it for a crashed backup", "backup", r.ID, "error", err)
@@ -297,14 +297,14 @@ func (r *Reservation) Discard(ctx context.Context) (int, error) {
 	deleted := 0
 	var errs []error
 	for _, k := range keys {
-		err := s.Bucket.Delete(ctx, k)
+		err := s.bucket.Delete(ctx, k)
 		switch {
 		case err == nil:
 			deleted++
 		case gcerrors.Code(err) != gcerrors.NotFound:
 			errs = append(errs, s.Classify(err, "delete "+k))
 		}
-		if s.s3 != nil {
+		if s.be.caps().RecordKeys {
 			if _, err := s.AbortIncompleteUploads(ctx, k); err != nil {
 				errs = append(errs, err)
 			}
@@ -347,7 +347,7 @@ func (s *Store) removeEmptyDir(id string) {
 // marker that is too large or does not parse is an error.
 func (s *Store) readMarker(ctx context.Context, id string) (*Marker, error) {
 	key := s.BackupKey(id, MarkerName)
-	rd, err := s.Bucket.NewReader(ctx, key, nil)
+	rd, err := s.bucket.NewReader(ctx, key, nil)
 	if gcerrors.Code(err) == gcerrors.NotFound {
 		return nil, nil
 	}

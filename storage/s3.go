@@ -42,8 +42,8 @@ const (
 	// sends after a failed upload, on a fresh context so that it still
 	// goes out when the upload's own context was cancelled.
 	s3AbortTimeout = 30 * time.Second
-	// s3SweepTimeout bounds the listing and aborts Store.Upload runs after
-	// a failed upload (see Store.sweep); a few retried requests fit in it.
+	// s3SweepTimeout bounds the listing and aborts sweep runs after a
+	// failed upload (S3 and Azure); a few retried requests fit in it.
 	s3SweepTimeout = 2 * time.Minute
 	// s3DefaultPartSize is the transfer manager's part size when
 	// WriterOptions.BufferSize is 0.

@@ -20,13 +20,13 @@ import (
 // up in one PutObject without holding a whole part.
 const firstReadSize = 64 << 10
 
-// pooledS3 reports whether uploadS3 may take the pooled path for this
+// pooledS3 reports whether upload may take the pooled path for this
 // upload: a pool is set, holds the upload's part (an automatic part size
 // past it, for an archive of more than ~75 GB, goes through the transfer
 // manager and its own buffers), and nothing asks for what only s3blob's writer does
 // (hooks on its request, metadata escaping, conditional writes, key
 // escaping).
-func (s *Store) pooledS3(key string, o *blob.WriterOptions) bool {
+func (s *s3Backend) pooledS3(key string, o *blob.WriterOptions) bool {
 	return s.parts != nil && int64(max(o.BufferSize, s3DefaultPartSize)) <= s.parts.Limit() && o.BeforeWrite == nil && len(o.Metadata) == 0 && !o.IfNotExist &&
 		o.CacheControl == "" && o.ContentDisposition == "" && o.ContentEncoding == "" && o.ContentLanguage == "" &&
 		plainKey(key)
@@ -51,8 +51,8 @@ func plainKey(key string) bool {
 // buffers taken from the Store's PartPool: one PutObject for an object that
 // fits in one part, else a multipart upload with up to concurrency parts in
 // flight. Any failure (r's, a request's, ctx's) aborts the multipart upload
-// on a fresh context, and Store.Upload sweeps after that.
-func (s *Store) uploadS3Pooled(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {
+// on a fresh context, and s3Backend.upload sweeps after that.
+func (s *s3Backend) uploadS3Pooled(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {
 	partSize := o.BufferSize
 	if partSize <= 0 {
 		partSize = s3DefaultPartSize
@@ -237,7 +237,7 @@ func (u *s3Upload) multipart(ctx context.Context, r io.Reader, first []byte, par
 	// Abort on a fresh context: ctx may be the reason we are here.
 	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), s3AbortTimeout)
 	defer acancel()
-	// A failed abort is retried by Store.Upload's sweep, which logs it.
+	// A failed abort is retried by s3Backend.upload's sweep, which logs it.
 	_, _ = u.sb.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
 		Bucket: u.bucket, Key: u.key, UploadId: id,
 	})

@@ -23,12 +23,10 @@ import (
 	"gocloud.dev/gcerrors"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
-	"github.com/pgcloudbackup/pgcloudbackup/internal/s3mpu"
 )
 
 // Store is an open bucket and our place in it.
 type Store struct {
-	Bucket  *blob.Bucket
 	Scheme  string // s3 gs azblob file mem
 	Prefix  string // "" or ends in "/"
 	Display string // the URL, safe to print: no credentials, no secret parameter values
@@ -37,36 +35,62 @@ type Store struct {
 	// marker (0: DefaultRefresh).
 	Refresh time.Duration
 
-	bucket   string      // bucket, container or directory
-	endpoint string      // service URL for "cannot reach" messages ("" if none)
-	s3       *s3Bucket   // s3 only
-	fileDir  string      // file only
-	dirMode  os.FileMode // file only: mode of directories we create
-	log      *slog.Logger
+	bucket     *blob.Bucket // the driver: reached only through Store's methods
+	be         backend      // what differs between backends (backend.go)
+	bucketName string       // bucket, container or directory
+	endpoint   string       // service URL for "cannot reach" messages ("" if none)
+	fileDir    string       // file only
+	dirMode    os.FileMode  // file only: mode of directories we create
+	log        *slog.Logger
 
 	// reservation is the backup ID this store's run holds (Reserve):
-	// Upload reports the keys it writes under it.
+	// every upload reports the key it writes under it.
 	reservation atomic.Pointer[Reservation]
-
-	// parts, when set (SetPartPool), holds the part buffers of every S3
-	// upload: see uploadS3Pooled.
-	parts *PartPool
 }
 
 // SetPartPool makes every later S3 upload take its part buffers from p
 // (nil: each upload allocates its own through the transfer manager). Call
-// it before the first upload.
-func (s *Store) SetPartPool(p *PartPool) { s.parts = p }
-
-// NewStore wraps a bucket that is already open into a Store with no prefix
-// and the Limits of scheme (file, mem, gs, azblob): tests use it for
-// memblob, fileblob and fault-injecting decorators over them. It panics for
-// "s3": S3 uploads need the client settings only Open has (tuneS3Upload).
-func NewStore(b *blob.Bucket, scheme string) *Store {
-	if scheme == "s3" {
-		panic("storage.NewStore: open S3 buckets with storage.Open")
+// it before the first upload. Other backends have no part buffers of ours.
+func (s *Store) SetPartPool(p *PartPool) {
+	if sb, ok := s.be.(*s3Backend); ok {
+		sb.parts = p
 	}
-	return &Store{Bucket: b, Scheme: scheme, Display: scheme + "://", Limits: LimitsFor(scheme)}
+}
+
+// NewStore wraps a bucket that is already open (a driver bucket, or a
+// fault-injecting decorator over one: tests) into a Store with no prefix,
+// the Limits of scheme and its backend (s3 gs azblob file mem). An S3
+// bucket's client and name are taken from the driver; its uploads use the
+// client's defaults rather than the tuning only Open applies. Production
+// code opens buckets with Open.
+func NewStore(b *blob.Bucket, scheme string) *Store {
+	s := &Store{bucket: b, Scheme: scheme, Display: scheme + "://", Limits: LimitsFor(scheme)}
+	if scheme == "s3" {
+		s.be = newS3BackendFor(b)
+	} else {
+		s.be = newBackend(b, scheme, s.logger())
+	}
+	return s
+}
+
+// newBackend chooses the backend of scheme over b (s3: see Open and
+// NewStore).
+func newBackend(b *blob.Bucket, scheme string, log *slog.Logger) backend {
+	switch scheme {
+	case "azblob":
+		return newAzureBackend(b, log)
+	case "file":
+		return &streamBackend{b: b, c: Caps{TempFiles: true}}
+	}
+	return &streamBackend{b: b, c: Caps{ContentType: true, MaxObjectSize: gsMaxObjectSize(scheme)}}
+}
+
+// gsMaxObjectSize is GCS's object size limit (5 TiB); 0 for mem.
+func gsMaxObjectSize(scheme string) int64 {
+	if scheme == "gs" {
+		return 5 << 40
+	}
+	return 0
 }
 
 // logger is the Options.Logger given to Open (a Store built by hand logs
@@ -79,7 +103,7 @@ func (s *Store) logger() *slog.Logger {
 }
 
 // Close releases the bucket.
-func (s *Store) Close() error { return s.Bucket.Close() }
+func (s *Store) Close() error { return s.bucket.Close() }
 
 // CheckAccess checks that the bucket exists and that we may list it (under
 // our prefix). It returns a classified error otherwise.
@@ -87,7 +111,7 @@ func (s *Store) CheckAccess(ctx context.Context) error {
 	if err := s.checkFileDirs(); err != nil {
 		return err
 	}
-	if _, _, err := s.Bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: s.Prefix}); err != nil {
+	if _, _, err := s.bucket.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: s.Prefix}); err != nil {
 		return s.Classify(err, "access "+s.Display)
 	}
 	return nil
@@ -159,7 +183,7 @@ func (s *Store) ListBackups(ctx context.Context) ([]BackupRef, error) {
 	}
 	base := s.Key(backupsDir)
 	refs := map[string]*BackupRef{}
-	it := s.Bucket.List(&blob.ListOptions{Prefix: base})
+	it := s.bucket.List(&blob.ListOptions{Prefix: base})
 	for {
 		obj, err := it.Next(ctx)
 		if err == io.EOF {
@@ -223,7 +247,7 @@ var fileblobTemp = regexp.MustCompile(`\.[0-9a-f]+\.tmp$`)
 // isTempFile reports whether name is an upload in progress (or stranded by a
 // crash) rather than an object. Only a directory bucket has them.
 func (s *Store) isTempFile(name string) bool {
-	return s.Scheme == "file" && fileblobTemp.MatchString(name)
+	return s.be.caps().TempFiles && fileblobTemp.MatchString(name)
 }
 
 // DeleteBackup deletes every object of backup id: manifest.json first, so
@@ -242,7 +266,7 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 	dir := s.BackupKey(id, "")
 	var keys []string
 	hasManifest, hasMarker := false, false
-	it := s.Bucket.List(&blob.ListOptions{Prefix: dir})
+	it := s.bucket.List(&blob.ListOptions{Prefix: dir})
 	for {
 		obj, err := it.Next(ctx)
 		if err == io.EOF {
@@ -265,7 +289,7 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 	for _, k := range keys {
 		pendingKeys[k] = true
 	}
-	if hasMarker && s.s3 != nil {
+	if hasMarker && s.be.caps().RecordKeys {
 		m, err := s.readMarker(ctx, id)
 		if err != nil {
 			s.logger().WarnContext(ctx, "cannot read the backup's marker; pending uploads are looked up by the listed keys and the prefix only", "backup", id, "error", err)
@@ -292,7 +316,7 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if s.s3 != nil {
+	if s.be.caps().RecordKeys {
 		sorted := make([]string, 0, len(pendingKeys))
 		for k := range pendingKeys {
 			sorted = append(sorted, k)
@@ -324,7 +348,7 @@ func (s *Store) DeleteBackup(ctx context.Context, id string) error {
 // deleteKey deletes one object; one that is already gone is fine (another
 // deletion ran at the same time).
 func (s *Store) deleteKey(ctx context.Context, key string) error {
-	err := s.Bucket.Delete(ctx, key)
+	err := s.bucket.Delete(ctx, key)
 	if err != nil && gcerrors.Code(err) == gcerrors.NotFound {
 		return nil
 	}
@@ -337,22 +361,4 @@ func checkID(id string) error {
 		return failure.New(failure.Usage, "invalid backup ID %q", id)
 	}
 	return nil
-}
-
-// AbortIncompleteUploads aborts the S3 multipart uploads pending under
-// keyPrefix, a full key or key prefix (build it with Key or BackupKey), and
-// returns how many; on Azure it discards the uncommitted blocks of blobs
-// never committed (discardUncommitted). It does nothing on other backends.
-// On MinIO only an exact key matches (see package s3mpu).
-func (s *Store) AbortIncompleteUploads(ctx context.Context, keyPrefix string) (int, error) {
-	n, err := s3mpu.AbortAll(ctx, s.Bucket, keyPrefix)
-	if err == nil {
-		var m int
-		m, err = s.discardUncommitted(ctx, keyPrefix)
-		n += m
-	}
-	if err != nil {
-		return n, s.Classify(err, "abort unfinished uploads under "+keyPrefix)
-	}
-	return n, nil
 }

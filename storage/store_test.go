@@ -160,7 +160,7 @@ func TestFileBucketDirectory(t *testing.T) {
 	}
 	ctx := context.Background()
 	key := s.BackupKey("20260101T000000Z", "base.tar.zst")
-	if err := s.Upload(ctx, key, strings.NewReader("data"), nil); err != nil {
+	if err := s.Write(ctx, key, strings.NewReader("data"), storage.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// metadata=skip: the directory holds the objects and nothing else.
@@ -274,11 +274,11 @@ func TestDeleteBackupRemovesManifestFirst(t *testing.T) {
 	ctx := context.Background()
 	real := memblob.OpenBucket(nil)
 	defer real.Close()
-	plain := &storage.Store{Bucket: real, Scheme: "mem"}
+	plain := storage.NewStore(real, "mem")
 	id := "20260101T000000Z"
 	// Names that sort before and after manifest.json.
 	for _, n := range []string{"16384.00001.tar.zst", "backup_manifest", "base.tar.zst", storage.ManifestName, "zz.tar.zst"} {
-		if err := plain.Upload(ctx, plain.BackupKey(id, n), strings.NewReader(n), nil); err != nil {
+		if err := plain.Write(ctx, plain.BackupKey(id, n), strings.NewReader(n), storage.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -286,7 +286,7 @@ func TestDeleteBackupRemovesManifestFirst(t *testing.T) {
 	// Every deletion after the manifest fails: the backup must be left
 	// incomplete, with its parts.
 	fb := &faultyBucket{real: real, failOn: func(k string) bool { return !strings.HasSuffix(k, storage.ManifestName) }}
-	faulty := &storage.Store{Bucket: blob.NewBucket(fb), Scheme: "mem"}
+	faulty := storage.NewStore(blob.NewBucket(fb), "mem")
 	err := faulty.DeleteBackup(ctx, id)
 	if err == nil || failure.KindOf(err) != failure.Failed || !strings.Contains(err.Error(), "delete backup "+id) {
 		t.Fatalf("DeleteBackup with failing deletes = %v (kind %v), want a failure naming the backup", err, failure.KindOf(err))

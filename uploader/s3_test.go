@@ -37,7 +37,6 @@ func testS3(t *testing.T, pool *storage.PartPool) {
 	}
 	defer store.Close()
 	store.SetPartPool(pool)
-	bucket := store.Bucket
 	newUploader := func(c codec.Codec) *Uploader {
 		return New(store, Options{Codec: c, PartSize: 5 << 20})
 	}
@@ -49,7 +48,7 @@ func testS3(t *testing.T, pool *storage.PartPool) {
 	}
 	noObject := func(t *testing.T, key string) {
 		t.Helper()
-		if ok, err := bucket.Exists(ctx, key); err != nil || ok {
+		if ok, err := store.Exists(ctx, key); err != nil || ok {
 			t.Errorf("object %s exists = %v (%v), want none", key, ok, err)
 		}
 	}
@@ -78,14 +77,14 @@ func testS3(t *testing.T, pool *storage.PartPool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored, raw := readBack(t, bucket, key)
+		stored, raw := readBack(t, store, key)
 		sum := sha256.Sum256(data)
 		if hex.EncodeToString(sum[:]) != res.SHA256 || hexSHA(stored) != res.SHA256 || len(raw) != len(data) || res.Size != 40*mib {
 			t.Fatalf("result %+v does not match the object read back (%d bytes)", res, len(stored))
 		}
 		// S3 marks a multipart object's ETag with its part count:
 		// 40 MiB in 5 MiB parts is 8.
-		a, err := bucket.Attributes(ctx, key)
+		a, err := store.Attributes(ctx, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +109,7 @@ func testS3(t *testing.T, pool *storage.PartPool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored, raw := readBack(t, bucket, key)
+		stored, raw := readBack(t, store, key)
 		if hexSHA(stored) != res.SHA256 || string(raw) != string(data) || res.RawSize != int64(len(data)) {
 			t.Fatalf("compressed object damaged: %+v", res)
 		}
@@ -212,7 +211,7 @@ func TestS3PoolSharedByInterleavedObjects(t *testing.T) {
 		if res.Size != int64(len(data)) {
 			t.Errorf("%s: %d bytes stored, want %d", keys[i], res.Size, len(data))
 		}
-		got, err := store.Bucket.ReadAll(ctx, keys[i])
+		got, err := store.ReadAll(ctx, keys[i], 1<<30)
 		if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
 			t.Errorf("%s read back differs (%v)", keys[i], err)
 		}

@@ -4,10 +4,11 @@
 //
 // Per object:
 //
-//	Write -> codec writer -> 256 KiB buffer -> io.Pipe -> SHA-256 + count -> bucket
+//	Write -> codec writer -> 256 KiB buffer -> storage.Writer -> SHA-256 + count -> backend
 //
-// and the bucket side runs in its own goroutine, so compression and upload
-// overlap.
+// and storage.Writer hands the bytes to the backend's upload goroutine,
+// which hashes them (WriteOptions.Tee) as it takes them, so compression and
+// hashing and upload overlap.
 //
 // # Memory
 //
@@ -23,7 +24,7 @@
 // Per object, besides the parts:
 //
 //	codec state      zstd ~2.5 MiB (1 MiB window), lz4 ~8 MiB, gzip ~1 MiB
-//	256 KiB          the pipe buffer
+//	256 KiB          the codec's output buffer
 //	256 KiB          storage's copy buffer (not on S3)
 //
 // GCS buffers one part, Azure Concurrency parts, file:// none. Part sizes
@@ -34,12 +35,9 @@
 // # Aborting
 //
 // An abort must never commit a partial object, and on S3 must not leave the
-// parts of a multipart upload behind. The bucket side is storage.Store.Upload,
-// which guarantees that on every backend when its reader fails, when the
-// backend fails, or when the context is cancelled. Abort ends the pipe with
-// its cause and then cancels the object's context (to end a hung backend
-// write too); a hard shutdown (the caller's context cancelled) ends the pipe
-// with the context's cause.
+// parts of a multipart upload behind. storage.Writer owns that on every
+// backend (its Abort, and the end of the caller's context); Object.Abort
+// hands it the cause and recycles the codec.
 package uploader
 
 import (
@@ -47,7 +45,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,8 +52,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"gocloud.dev/blob"
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
@@ -67,24 +62,25 @@ import (
 const (
 	mib = 1 << 20
 
-	// DefaultPartSize is the smallest part size chosen automatically: S3
-	// requests of less than this cost more in round trips than they save.
-	DefaultPartSize = 8 * mib
+	// DefaultPartSize is the smallest part size chosen automatically
+	// (storage.PartSize).
+	DefaultPartSize = storage.DefaultPartSize
 	// MaxAutoPartSize caps the automatic part size so memory stays flat;
 	// larger archives are split into several objects (MaxRawBytes).
-	MaxAutoPartSize = 64 * mib
+	MaxAutoPartSize = storage.MaxAutoPartSize
 	// DefaultConcurrency is the number of parts in flight per object. The
 	// backup runs several objects at once, so a small number suffices.
 	DefaultConcurrency = 2
 
-	// bufSize is the pipe buffer: it gathers the codec's small writes (flate
-	// emits a few hundred bytes at a time, tar headers are 512) so each pipe
-	// hand-off between goroutines moves a useful amount of data.
+	// bufSize is the codec's output buffer: it gathers the codec's small
+	// writes (flate emits a few hundred bytes at a time, tar headers are
+	// 512) so each hand-off to the storage.Writer's goroutine moves a
+	// useful amount of data.
 	bufSize = 256 << 10
 )
 
 // ErrAborted is the cause recorded when Abort is called with a nil cause.
-var ErrAborted = errors.New("upload aborted")
+var ErrAborted = storage.ErrAborted
 
 // Options configure an Uploader.
 type Options struct {
@@ -160,53 +156,21 @@ func (u *Uploader) Validate() error { return u.err }
 func (u *Uploader) Codec() codec.Codec { return u.opts.Codec }
 
 // PartSize returns the part size Open uses for an object of about sizeHint
-// raw bytes (0: unknown): Options.PartSize if set; else the smallest
-// whole-MiB size of at least DefaultPartSize and Limits.MinPartSize with
-// which sizeHint plus 10% fits in Limits.MaxParts parts, but no more than
-// MaxAutoPartSize (the caller splits beyond that, see MaxRawBytes) nor
-// Limits.MaxPartSize.
+// raw bytes (0: unknown): Options.PartSize if set, else storage.PartSize
+// from the store's Limits.
 func (u *Uploader) PartSize(sizeHint int64) int64 {
 	if u.opts.PartSize > 0 {
 		return u.opts.PartSize
 	}
-	l := u.store.Limits
-	ps := max(int64(DefaultPartSize), l.MinPartSize)
-	if l.MaxParts > 0 && sizeHint > 0 {
-		need := ceilDiv(withHeadroom(sizeHint), int64(l.MaxParts))
-		need = ceilDiv(need, mib) * mib
-		ps = max(ps, min(need, max(MaxAutoPartSize, l.MinPartSize)))
-	}
-	if l.MaxPartSize > 0 {
-		ps = min(ps, l.MaxPartSize)
-	}
-	return ps
+	return storage.PartSize(u.store.Limits, sizeHint)
 }
 
 // MaxRawBytes returns how many raw bytes one object opened with sizeHint may
-// take: past that the caller must end it and continue in a next object, so
-// that no object needs more than Limits.MaxParts parts even if compression
-// expands the data by 10%. math.MaxInt64 when the backend has no part limit.
+// take (storage.MaxRawBytes for the part size PartSize chooses): past that
+// the caller must end it and continue in a next object.
 func (u *Uploader) MaxRawBytes(sizeHint int64) int64 {
-	parts := int64(u.store.Limits.MaxParts)
-	if parts <= 0 {
-		return math.MaxInt64
-	}
-	ps := u.PartSize(sizeHint)
-	if ps > math.MaxInt64/parts {
-		return math.MaxInt64
-	}
-	return ps * parts / 11 * 10
+	return storage.MaxRawBytes(u.store.Limits, u.PartSize(sizeHint))
 }
-
-// withHeadroom returns n plus 10% for compression expansion.
-func withHeadroom(n int64) int64 {
-	if n > math.MaxInt64/11*10 {
-		return math.MaxInt64
-	}
-	return n + n/10
-}
-
-func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // ObjectOptions describe one object.
 type ObjectOptions struct {
@@ -254,32 +218,23 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 	}
 	partSize := u.PartSize(o.SizeHint)
 
-	ob := &Object{
-		u:    u,
-		key:  key,
-		done: make(chan struct{}),
-	}
-	ob.pr, ob.pw = io.Pipe()
-	ob.bw = getBufWriter(ob.pw)
+	ob := &Object{u: u, key: key, hw: hashio.Writer{W: io.Discard, H: sha256.New()}}
+	ob.bw = getBufWriter(toWriter{ob})
 	cw, err := c.NewWriter(ob.bw)
 	if err != nil {
 		putBufWriter(ob.bw)
 		return nil, fmt.Errorf("upload %s: %w", key, err)
 	}
 	ob.cw = cw
-	ob.hr = hashio.Reader{R: ob.pr, H: sha256.New()}
-	ob.ctx, ob.cancel = context.WithCancelCause(ctx)
-	// A cancelled context (hard shutdown) must also end a stream that is
-	// waiting for the caller's next Write: pipe reads do not watch contexts.
-	ob.stopWatch = context.AfterFunc(ob.ctx, func() { ob.pw.CloseWithError(context.Cause(ob.ctx)) })
-
-	wopts := &blob.WriterOptions{
-		ContentType:    ct,
-		BufferSize:     int(partSize),
-		MaxConcurrency: u.opts.Concurrency,
-	}
+	// Only now the upload starts (with a run's reservation, by recording
+	// the key).
+	ob.w = u.store.NewWriter(ctx, key, storage.WriteOptions{
+		ContentType: ct,
+		PartSize:    partSize,
+		Concurrency: u.opts.Concurrency,
+		Tee:         &ob.hw, // hashed in the upload's goroutine
+	})
 	u.log.Debug("upload started", "key", key, "codec", c.Name(), "part_size", partSize, "size_hint", o.SizeHint)
-	go ob.run(wopts)
 	return ob, nil
 }
 
@@ -300,16 +255,14 @@ func (u *Uploader) Put(ctx context.Context, key string, data []byte, contentType
 // concurrently with each other; Abort may be called from any goroutine, also
 // to unblock a Write that waits for the upload.
 type Object struct {
-	u      *Uploader
-	key    string
-	ctx    context.Context // the upload's; cancelled when it ends
-	cancel context.CancelCauseFunc
-
-	stopWatch func() bool
+	u   *Uploader
+	key string
+	w   *storage.Writer // owns the upload and its abort
 
 	mu      sync.Mutex // serialises Write, Close and the codec teardown
 	cw      io.WriteCloser
 	bw      *bufio.Writer
+	hw      hashio.Writer // hashes and counts exactly the bytes the backend took (read after Commit)
 	state   state
 	werr    error // why the first Write failed: the stream is damaged, never commit it
 	result  Result
@@ -317,16 +270,6 @@ type Object struct {
 	written atomic.Int64
 
 	committed atomic.Bool
-	stopOnce  sync.Once
-	causeMu   sync.Mutex
-	cause     error // why Abort stopped the stream
-
-	pr *io.PipeReader
-	pw *io.PipeWriter
-	hr hashio.Reader // the bucket's view of the pipe: hashes and counts exactly the bytes handed to the backend
-
-	done  chan struct{} // closed when the upload goroutine has finished
-	upErr error         // the upload's outcome, valid after done
 }
 
 type state int
@@ -346,13 +289,13 @@ func (o *Object) Write(p []byte) (int, error) {
 		return 0, o.stateErr()
 	}
 	if o.werr != nil {
-		return 0, o.named(o.werr)
+		return 0, o.werr
 	}
 	n, err := o.cw.Write(p)
 	o.written.Add(int64(n))
 	if err != nil {
-		o.werr = o.explain(err)
-		return n, o.named(o.werr)
+		o.werr = o.w.Fail(err) // the writer's own error if it failed, named
+		return n, o.werr
 	}
 	return n, nil
 }
@@ -377,29 +320,28 @@ func (o *Object) Close() (Result, error) {
 		cw := o.cw
 		o.cw = nil // Close hands the encoder back to its pool, even on error
 		if cerr := cw.Close(); cerr != nil {
-			err = o.explain(cerr)
+			err = o.w.Fail(cerr)
 		} else if ferr := o.bw.Flush(); ferr != nil {
-			err = o.explain(ferr)
+			err = o.w.Fail(ferr)
 		}
 	}
 	if err != nil {
 		o.abortLocked(err)
 		return Result{}, o.err
 	}
-	o.pw.Close() // end of stream: the upload completes
-	<-o.done
+	err = o.w.Commit()
 	o.releaseLocked()
-	if o.upErr != nil {
-		o.state, o.err = failed, o.upErr // Store.Upload's error names the key
+	if err != nil {
+		o.state, o.err = failed, err // the writer's error names the key
 		return Result{}, o.err
 	}
 	o.state = closed
 	o.committed.Store(true)
 	o.result = Result{
 		Key:     o.key,
-		Size:    o.hr.N,
+		Size:    o.hw.N,
 		RawSize: o.written.Load(),
-		SHA256:  hex.EncodeToString(o.hr.H.Sum(nil)),
+		SHA256:  hex.EncodeToString(o.hw.H.Sum(nil)),
 	}
 	o.u.log.Debug("upload done", "key", o.key, "raw", o.result.RawSize, "stored", o.result.Size)
 	return o.result, nil
@@ -416,7 +358,7 @@ func (o *Object) Abort(cause error) {
 	if cause == nil {
 		cause = ErrAborted
 	}
-	o.stop(cause) // first, without the lock: it unblocks a Write stuck in the pipe
+	o.w.Abort(cause) // first, without the lock: it unblocks a Write stuck in the writer
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.state == open {
@@ -424,52 +366,17 @@ func (o *Object) Abort(cause error) {
 	}
 }
 
-// stop ends the stream with cause and waits for the upload goroutine.
-func (o *Object) stop(cause error) {
-	o.stopOnce.Do(func() {
-		o.causeMu.Lock()
-		o.cause = cause
-		o.causeMu.Unlock()
-		// First the pipe: an upload that is reading it aborts on this
-		// error (on S3 with the context still alive). Then the context:
-		// a backend write that hangs (a dead connection) never reads the
-		// pipe again. Store.Upload commits nothing and leaves no
-		// multipart upload either way.
-		o.pw.CloseWithError(cause)
-		o.cancel(cause)
-	})
-	<-o.done
-}
-
 func (o *Object) abortLocked(cause error) {
-	o.stop(cause)
+	o.err = o.w.Abort(cause)
 	o.releaseLocked()
 	o.state = failed
-	o.err = o.named(cause)
 	o.u.log.Debug("upload aborted", "key", o.key, "cause", cause)
-}
-
-// uploadError carries Store.Upload's error through the pipe to a blocked
-// Write; it already names the key.
-type uploadError struct{ err error }
-
-func (e uploadError) Error() string { return e.err.Error() }
-func (e uploadError) Unwrap() error { return e.err }
-
-// named returns err prefixed with the key, unless it is Store.Upload's,
-// which already is.
-func (o *Object) named(err error) error {
-	var ue uploadError
-	if errors.As(err, &ue) {
-		return ue.err
-	}
-	return fmt.Errorf("upload %s: %w", o.key, err)
 }
 
 // releaseLocked returns the codec and buffer to their pools.
 func (o *Object) releaseLocked() {
 	if o.cw != nil {
-		_ = o.cw.Close() // the pipe is closed: this only recycles the encoder
+		_ = o.cw.Close() // the writer is closed: this only recycles the encoder
 		o.cw = nil
 	}
 	if o.bw != nil {
@@ -485,35 +392,11 @@ func (o *Object) stateErr() error {
 	return fmt.Errorf("upload %s: write after Close", o.key)
 }
 
-// explain turns the pipe's generic "closed pipe" into the reason it was
-// closed (the result is not yet prefixed with the key).
-func (o *Object) explain(err error) error {
-	if errors.Is(err, io.ErrClosedPipe) {
-		o.causeMu.Lock()
-		c := o.cause
-		o.causeMu.Unlock()
-		if c == nil {
-			c = context.Cause(o.ctx)
-		}
-		if c != nil {
-			err = c
-		}
-	}
-	return err
-}
+// toWriter hands the codec's buffered output to the object's
+// storage.Writer, which is made only once the codec exists.
+type toWriter struct{ o *Object }
 
-// run is the bucket side of the pipe.
-func (o *Object) run(wopts *blob.WriterOptions) {
-	defer close(o.done)
-	err := o.u.store.Upload(o.ctx, o.key, &o.hr, wopts)
-	o.stopWatch()
-	if err != nil {
-		// Unblock the caller's Write with the real reason.
-		o.pr.CloseWithError(uploadError{err})
-	}
-	o.cancel(err)
-	o.upErr = err
-}
+func (t toWriter) Write(p []byte) (int, error) { return t.o.w.Write(p) }
 
 var bufWriters sync.Pool // *bufio.Writer of bufSize
 

@@ -30,7 +30,7 @@ import (
 type backend struct {
 	name   string
 	store  *storage.Store
-	bucket *blob.Bucket // store.Bucket
+	bucket *blob.Bucket // the bucket under store
 	dir    string       // fileblob root ("" for memblob)
 }
 
@@ -139,10 +139,10 @@ func writeAll(o *Object, data []byte) error {
 }
 
 // readBack returns the stored bytes and their decompressed content.
-func readBack(t *testing.T, b *blob.Bucket, key string) (stored, raw []byte) {
+func readBack(t *testing.T, s *storage.Store, key string) (stored, raw []byte) {
 	t.Helper()
 	ctx := context.Background()
-	stored, err := b.ReadAll(ctx, key)
+	stored, err := s.ReadAll(ctx, key, 1<<30)
 	if err != nil {
 		t.Fatalf("read back %s: %v", key, err)
 	}
@@ -193,7 +193,7 @@ func TestRoundTrip(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					stored, raw := readBack(t, be.bucket, key)
+					stored, raw := readBack(t, be.store, key)
 					if !bytes.Equal(raw, in) {
 						t.Fatalf("stored object decompresses to %d bytes, want the %d written", len(raw), len(in))
 					}
@@ -235,7 +235,7 @@ func TestRawAndPut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _ := readBack(t, be.bucket, res.Key)
+	stored, _ := readBack(t, be.store, res.Key)
 	if !bytes.Equal(stored, doc) || res.SHA256 != hexSHA(doc) || res.Size != int64(len(doc)) || res.RawSize != int64(len(doc)) {
 		t.Fatalf("Put stored %q, result %+v", stored, res)
 	}
@@ -415,7 +415,7 @@ func TestContextCancelled(t *testing.T) {
 					// so Written stops and nothing is committed even if the
 					// caller never comes back.
 					select {
-					case <-o.done:
+					case <-o.w.Done():
 					case <-time.After(10 * time.Second):
 						t.Fatal("upload goroutine still running after its context ended")
 					}
@@ -490,7 +490,7 @@ func TestParallel(t *testing.T) {
 					be.assertGone(t, results[i].Key)
 					continue
 				}
-				stored, raw := readBack(t, be.bucket, results[i].Key)
+				stored, raw := readBack(t, be.store, results[i].Key)
 				if !bytes.Equal(raw, inputs[i]) || results[i].SHA256 != hexSHA(stored) || results[i].Size != int64(len(stored)) {
 					t.Errorf("object %d damaged: %+v", i, results[i])
 				}
@@ -517,7 +517,8 @@ func TestOptionsValidation(t *testing.T) {
 		{file, Options{PartSize: 1}, true},
 	} {
 		// A memory bucket with the limits under test.
-		store := &storage.Store{Bucket: memblob.OpenBucket(nil), Scheme: "mem", Limits: tc.limits}
+		store := storage.NewStore(memblob.OpenBucket(nil), "mem")
+		store.Limits = tc.limits
 		u := New(store, tc.opts)
 		err := u.Validate()
 		if (err == nil) != tc.ok {

@@ -100,15 +100,17 @@ func Push(ctx context.Context, store *storage.Store, path string) (*PushResult, 
 		return nil, fmt.Errorf("archive %s: %w", name, store.Classify(err, "look up "+res.Key))
 	}
 
-	pr, pw := io.Pipe()
 	counted := &countWriter{}
-	go func() { pw.CloseWithError(compress(pw, counted, f, sum, size)) }()
-	err = store.Write(ctx, res.Key, pr, storage.WriteOptions{
+	w := store.NewWriter(ctx, res.Key, storage.WriteOptions{
 		ContentType: "application/zstd",
 		IfNotExist:  true,
 		Metadata:    map[string]string{metaSHA256: res.SHA256, metaSize: strconv.FormatInt(size, 10)},
 	})
-	_ = pr.CloseWithError(errors.New("upload ended"))
+	if err = compress(w, counted, f, sum, size); err != nil {
+		err = w.Abort(err)
+	} else {
+		err = w.Commit()
+	}
 	if err == nil {
 		res.Stored = counted.n
 		return res, nil

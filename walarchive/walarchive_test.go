@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"gocloud.dev/blob"
 	"gocloud.dev/blob/fileblob"
 	"gocloud.dev/blob/memblob"
 
@@ -167,14 +166,14 @@ func TestFetchRefusesDamage(t *testing.T) {
 		}
 	}
 	read := func(name string) []byte {
-		data, err := s.Bucket.ReadAll(ctx, s.WALKey(name))
+		data, err := s.ReadAll(ctx, s.WALKey(name), 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return data
 	}
 	put := func(name string, data []byte) {
-		if err := s.Bucket.WriteAll(ctx, s.WALKey(name), data, &blob.WriterOptions{ContentType: "application/zstd"}); err != nil {
+		if err := s.WriteAll(ctx, s.WALKey(name), data, storage.WriteOptions{ContentType: "application/zstd"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -294,13 +293,13 @@ func TestPrune(t *testing.T) {
 		}
 	}
 	stray := "wal/00000001/000000010000000000000001.zst.tmp"
-	if err := s.Bucket.WriteAll(ctx, stray, []byte("?"), nil); err != nil {
+	if err := s.WriteAll(ctx, stray, []byte("?"), storage.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	keepFrom := wal.LSN(4*segSize + 0x28) // a backup starting in segment 4
 	keys := func() string {
 		var out []string
-		it := s.Bucket.List(nil)
+		it := s.List("")
 		for {
 			o, err := it.Next(ctx)
 			if err == io.EOF {
@@ -405,11 +404,11 @@ func TestPushAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	for seg := 3; seg <= 5; seg++ {
-		if ok, _ := s.Bucket.Exists(ctx, s.WALKey(wal.FileName(1, wal.SegNo(seg), segSize))); !ok {
+		if ok, _ := s.Exists(ctx, s.WALKey(wal.FileName(1, wal.SegNo(seg), segSize))); !ok {
 			t.Errorf("segment %d not archived", seg)
 		}
 	}
-	if ok, _ := s.Bucket.Exists(ctx, s.WALKey(wal.FileName(1, 6, segSize))); ok {
+	if ok, _ := s.Exists(ctx, s.WALKey(wal.FileName(1, 6, segSize))); ok {
 		t.Error("pushed further ahead than asked")
 	}
 	// The server's own call for a segment pushed ahead: one lookup.
@@ -450,7 +449,7 @@ func TestPrefetch(t *testing.T) {
 	// Served from the spool: the archive is not asked (remove the object
 	// to prove it), and the file is the right one.
 	seg5 := "000000010000000000000005"
-	if err := s.Bucket.Delete(ctx, s.WALKey(seg5)); err != nil {
+	if err := s.Delete(ctx, s.WALKey(seg5)); err != nil {
 		t.Fatal(err)
 	}
 	if err := Fetch(ctx, s, seg5, dest, FetchOptions{Spool: spool}); err != nil {

@@ -56,7 +56,7 @@ func (b *testBucket) cli(args ...string) cliResult {
 // put writes one object of backup id, modified at mtime.
 func (b *testBucket) put(id, name string, data []byte, mtime time.Time) {
 	b.t.Helper()
-	if err := b.store.Bucket.WriteAll(context.Background(), b.store.BackupKey(id, name), data, nil); err != nil {
+	if err := b.store.WriteAll(context.Background(), b.store.BackupKey(id, name), data, storage.WriteOptions{}); err != nil {
 		b.t.Fatal(err)
 	}
 	if err := os.Chtimes(filepath.Join(b.dir, "backups", id, name), mtime, mtime); err != nil {

@@ -16,7 +16,7 @@ import (
 // cmd use instead of the bucket: one ErrNotFound for every missing-object
 // path, ErrExists for a refused conditional create (the existing object
 // untouched), ranges, metadata, bounded reads and paged listing.
-func testObjectDoor(t *testing.T, s *storage.Store) {
+func testObjectDoor(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	missing := s.Key("door/missing")
 	if _, err := s.NewReader(ctx, missing); !errors.Is(err, storage.ErrNotFound) {

@@ -15,7 +15,7 @@ import (
 
 // testReserveConcurrent: runs that start in the same second get distinct
 // IDs, in time order, each held by its marker.
-func testReserveConcurrent(t *testing.T, s *storage.Store) {
+func testReserveConcurrent(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	t0 := time.Date(2026, 11, 24, 18, 30, 26, 0, time.UTC)
 	const n = 8
@@ -70,7 +70,7 @@ func testReserveConcurrent(t *testing.T, s *storage.Store) {
 
 // testReserveDiscard: a failed run removes what it wrote and only that,
 // even when another run's objects are next to its own.
-func testReserveDiscard(t *testing.T, s *storage.Store) {
+func testReserveDiscard(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	t0 := time.Date(2026, 11, 24, 18, 30, 26, 0, time.UTC)
 	other, err := s.Reserve(ctx, t0)
@@ -128,7 +128,7 @@ func testReserveDiscard(t *testing.T, s *storage.Store) {
 // DeleteBackup removes all of it: objects, the marker, the temporary file
 // of a directory bucket and, on S3, the pending multipart upload, which
 // MinIO lists only by exact key and so is found through the marker.
-func testDeleteCrashed(t *testing.T, s *storage.Store) {
+func testDeleteCrashed(t *testing.T, s *Target) {
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	defer cancel()
 	r, err := s.Reserve(ctx, time.Date(2026, 11, 24, 18, 30, 26, 0, time.UTC))
@@ -143,13 +143,13 @@ func testDeleteCrashed(t *testing.T, s *storage.Store) {
 	if err != nil || len(refs) != 1 || refs[0].Complete {
 		t.Fatalf("ListBackups = %+v, %v; want the crashed backup, incomplete", refs, err)
 	}
-	if s.Scheme == "file" && refs[0].TempFiles != 1 {
+	if s.Caps().TempFiles && refs[0].TempFiles != 1 {
 		t.Errorf("TempFiles = %d, want 1 (the upload in progress)", refs[0].TempFiles)
 	}
 	if err := s.DeleteBackup(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if s.Scheme == "s3" {
+	if s.Caps().PendingUploads {
 		if p := pending(t, s, streaming); len(p) != 0 {
 			t.Errorf("multipart upload of %s still pending after DeleteBackup", streaming)
 		}
@@ -160,7 +160,7 @@ func testDeleteCrashed(t *testing.T, s *storage.Store) {
 	if left := listedUnder(t, s, s.BackupKey(r.ID, "")); len(left) != 0 {
 		t.Errorf("left after DeleteBackup: %v", left)
 	}
-	if s.Scheme == "s3" {
+	if s.Caps().PendingUploads {
 		if p := pending(t, s, streaming); len(p) != 0 {
 			t.Errorf("multipart upload of %s pending at the end", streaming)
 		}
@@ -176,7 +176,7 @@ func testDeleteCrashed(t *testing.T, s *storage.Store) {
 // testReserveRefresh: a running backup's marker is rewritten as time goes
 // by (so retention never takes a long-running backup for a crashed one),
 // and never again once the reservation is discarded.
-func testReserveRefresh(t *testing.T, s *storage.Store) {
+func testReserveRefresh(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	s.Refresh = 20 * time.Millisecond
 	r, err := s.Reserve(ctx, time.Date(2026, 11, 24, 18, 30, 26, 0, time.UTC))

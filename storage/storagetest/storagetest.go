@@ -29,13 +29,21 @@ import (
 
 const mib = 1 << 20
 
+// Target is one store under test and the driver bucket behind it, which
+// only storage's own tests can reach (its export_test.go): the suite reads
+// objects back and records the drivers' own behaviour through it.
+type Target struct {
+	*storage.Store
+	Bucket *blob.Bucket
+}
+
 // Run runs the suite. open must return a Store on an empty prefix that no
 // other test uses, and close it when the test ends (t.Cleanup); it is called
-// once per subtest.
-func Run(t *testing.T, open func(t *testing.T) *storage.Store) {
+// once per subtest. bucketOf returns the driver bucket behind a Store.
+func Run(t *testing.T, open func(t *testing.T) *storage.Store, bucketOf func(*storage.Store) *blob.Bucket) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s *storage.Store)
+		fn   func(t *testing.T, s *Target)
 	}{
 		{"WriteReadAttributes", testWriteReadAttributes},
 		{"EmptyObject", testEmptyObject},
@@ -48,6 +56,9 @@ func Run(t *testing.T, open func(t *testing.T) *storage.Store) {
 		{"UploadWriteErrorLeavesNothing", testUploadWriteError},
 		{"UploadCancelLeavesNothing", testUploadCancel},
 		{"UploadFailureAbortsEarlierAttempts", testUploadAbortsEarlierAttempts},
+		{"WriterAbortLeavesNothing", testWriterAbort},
+		{"WriterCommitAfterAbort", testWriterCommitAfterAbort},
+		{"RefusedCreateSweepsNothing", testRefusedCreateSweepsNothing},
 		{"ReadPrintsNothing", testReadPrintsNothing},
 		{"DriverReaderErrorBehaviour", testDriverReaderError},
 		{"DriverWriteErrorBehaviour", testDriverWriteError},
@@ -62,7 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) *storage.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
-			tc.fn(t, s)
+			tc.fn(t, &Target{Store: s, Bucket: bucketOf(s)})
 		})
 	}
 }
@@ -83,14 +94,14 @@ func pattern(n int, seed uint64) []byte {
 	return b
 }
 
-func put(t *testing.T, s *storage.Store, key string, data []byte) {
+func put(t *testing.T, s *Target, key string, data []byte) {
 	t.Helper()
-	if err := s.Upload(ctxFor(t), key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/octet-stream"}); err != nil {
+	if err := s.Write(ctxFor(t), key, bytes.NewReader(data), storage.WriteOptions{ContentType: "application/octet-stream"}); err != nil {
 		t.Fatalf("upload %s: %v", key, err)
 	}
 }
 
-func exists(t *testing.T, s *storage.Store, key string) bool {
+func exists(t *testing.T, s *Target, key string) bool {
 	t.Helper()
 	ok, err := s.Bucket.Exists(ctxFor(t), key)
 	if err != nil {
@@ -99,27 +110,24 @@ func exists(t *testing.T, s *storage.Store, key string) bool {
 	return ok
 }
 
-// pending returns the keys with unfinished S3 multipart uploads for key
-// (exact key: MinIO matches nothing shorter); nil on other backends.
-func pending(t *testing.T, s *storage.Store, key string) []string {
+// pending returns the keys with unfinished uploads for key: S3 multipart
+// uploads (exact key: MinIO matches nothing shorter), Azure uncommitted
+// blocks; nil on other backends.
+func pending(t *testing.T, s *Target, key string) []string {
 	t.Helper()
-	ups, err := s3mpu.Pending(ctxFor(t), s.Bucket, key)
+	keys, err := s.PendingUploads(ctxFor(t), key)
 	if err != nil {
 		t.Fatalf("pending uploads of %s: %v", key, err)
-	}
-	var keys []string
-	for _, u := range ups {
-		keys = append(keys, u.Key)
 	}
 	return keys
 }
 
-func testWriteReadAttributes(t *testing.T, s *storage.Store) {
+func testWriteReadAttributes(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	key := s.Key("attrs/hello.json")
 	data := []byte(`{"hello":"world"}`)
 	before := time.Now()
-	if err := s.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/json"}); err != nil {
+	if err := s.Write(ctx, key, bytes.NewReader(data), storage.WriteOptions{ContentType: "application/json"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Bucket.ReadAll(ctx, key)
@@ -140,7 +148,7 @@ func testWriteReadAttributes(t *testing.T, s *storage.Store) {
 	}
 	// file:// is opened with metadata=skip: no sidecar, so no stored
 	// content type.
-	if s.Scheme != "file" && a.ContentType != "application/json" {
+	if s.Caps().ContentType && a.ContentType != "application/json" {
 		t.Errorf("ContentType = %q, want application/json", a.ContentType)
 	}
 	// Overwriting replaces.
@@ -150,7 +158,7 @@ func testWriteReadAttributes(t *testing.T, s *storage.Store) {
 	}
 }
 
-func testEmptyObject(t *testing.T, s *storage.Store) {
+func testEmptyObject(t *testing.T, s *Target) {
 	key := s.Key("empty")
 	put(t, s, key, nil)
 	got, err := s.Bucket.ReadAll(ctxFor(t), key)
@@ -159,24 +167,14 @@ func testEmptyObject(t *testing.T, s *storage.Store) {
 	}
 }
 
-// testStreamedMultipart streams 12 MiB through an io.Pipe (no known length,
-// as the uploader does) with 5 MiB parts.
-func testStreamedMultipart(t *testing.T, s *storage.Store) {
+// testStreamedMultipart streams 12 MiB through a Writer (no known length, as
+// the uploader does) with 5 MiB parts.
+func testStreamedMultipart(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	key := s.BackupKey("20260101T000000Z", "base.tar.zst")
 	data := pattern(12*mib, 1)
-	pr, pw := io.Pipe()
-	go func() {
-		for off := 0; off < len(data); off += 64 << 10 {
-			if _, err := pw.Write(data[off:min(off+64<<10, len(data))]); err != nil {
-				return
-			}
-		}
-		pw.Close()
-	}()
-	err := s.Upload(ctx, key, pr, &blob.WriterOptions{ContentType: "application/zstd", BufferSize: 5 * mib})
-	pr.Close()
-	if err != nil {
+	_, _, done := stream(ctx, s, key, storage.WriteOptions{ContentType: "application/zstd", PartSize: 5 * mib}, data, nil, false)
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Bucket.ReadAll(ctx, key)
@@ -186,7 +184,7 @@ func testStreamedMultipart(t *testing.T, s *storage.Store) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("read back %d bytes that differ from the %d written", len(got), len(data))
 	}
-	if s.Scheme == "s3" {
+	if s.Caps().Commit == storage.CommitMultipart {
 		// 12 MiB in 5 MiB parts is 3, proof that the stream went up in
 		// parts.
 		if etag := etagOf(ctx, t, s, key); !strings.HasSuffix(etag, "-3") {
@@ -200,7 +198,7 @@ func testStreamedMultipart(t *testing.T, s *storage.Store) {
 
 // etagOf returns key's ETag without quotes. S3 ends a multipart object's
 // in -<parts>.
-func etagOf(ctx context.Context, t *testing.T, s *storage.Store, key string) string {
+func etagOf(ctx context.Context, t *testing.T, s *Target, key string) string {
 	t.Helper()
 	a, err := s.Bucket.Attributes(ctx, key)
 	if err != nil {
@@ -209,7 +207,7 @@ func etagOf(ctx context.Context, t *testing.T, s *storage.Store, key string) str
 	return strings.Trim(a.ETag, `"`)
 }
 
-func testRangeReads(t *testing.T, s *storage.Store) {
+func testRangeReads(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	key := s.Key("range/obj")
 	data := pattern(300<<10, 2)
@@ -244,7 +242,7 @@ type listed struct {
 	dir bool
 }
 
-func list(t *testing.T, s *storage.Store, prefix, delim string) []listed {
+func list(t *testing.T, s *Target, prefix, delim string) []listed {
 	t.Helper()
 	var out []listed
 	it := s.Bucket.List(&blob.ListOptions{Prefix: prefix, Delimiter: delim})
@@ -260,7 +258,7 @@ func list(t *testing.T, s *storage.Store, prefix, delim string) []listed {
 	}
 }
 
-func testListPrefixDelimiter(t *testing.T, s *storage.Store) {
+func testListPrefixDelimiter(t *testing.T, s *Target) {
 	id1, id2 := "20260101T000000Z", "20260102T000000Z"
 	for _, k := range []string{
 		s.BackupKey(id1, "base.tar.zst"), s.BackupKey(id1, storage.ManifestName),
@@ -298,7 +296,7 @@ func testListPrefixDelimiter(t *testing.T, s *storage.Store) {
 
 // makeBackup writes a backup's objects (manifest.json last, when complete)
 // and returns their total size.
-func makeBackup(t *testing.T, s *storage.Store, id string, complete bool, parts ...string) int64 {
+func makeBackup(t *testing.T, s *Target, id string, complete bool, parts ...string) int64 {
 	t.Helper()
 	var total int64
 	names := append(slices.Clone(parts), storage.PGManifestName)
@@ -313,7 +311,7 @@ func makeBackup(t *testing.T, s *storage.Store, id string, complete bool, parts 
 	return total
 }
 
-func testListBackups(t *testing.T, s *storage.Store) {
+func testListBackups(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	if refs, err := s.ListBackups(ctx); err != nil || len(refs) != 0 {
 		t.Fatalf("ListBackups on an empty prefix = %v, %v", refs, err)
@@ -352,7 +350,7 @@ func testListBackups(t *testing.T, s *storage.Store) {
 	}
 }
 
-func testDeleteBackup(t *testing.T, s *storage.Store) {
+func testDeleteBackup(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	keep, gone, partial := "20260101T000000Z", "20260102T000000Z", "20260103T000000Z"
 	makeBackup(t, s, keep, true, "base.tar.zst")
@@ -361,7 +359,7 @@ func testDeleteBackup(t *testing.T, s *storage.Store) {
 	// On S3, an unfinished multipart upload of one of the backup's keys
 	// (a part that was being re-sent) must be aborted with the backup.
 	var orphan string
-	if s.Scheme == "s3" {
+	if s.Caps().Commit == storage.CommitMultipart {
 		orphan = s.BackupKey(gone, "16384.00001.tar.zst")
 		startMultipart(t, s, orphan)
 	}
@@ -406,44 +404,71 @@ var (
 	errBackend  = errors.New("injected: no space left on device")
 )
 
-// produce starts a producer that streams data into pw and ends the pipe
-// with endErr (nil: a clean EOF). With endless set it repeats data until a
-// Write fails (the consumer closed the pipe), as a tar stream of a large
+// stream starts a Writer on key and a producer that writes data into it,
+// then commits it, or aborts it with endErr when that is set. With endless
+// set it repeats data until a Write fails, as a tar stream of a large
 // database would. wrote is closed once len(data) bytes have been taken by
-// the pipe's reader (or a Write failed before); stopped yields the error of
-// the Write that failed, nil if the producer ended the stream itself.
-func produce(pw *io.PipeWriter, data []byte, endErr error, endless bool) (wrote <-chan struct{}, stopped <-chan error) {
-	w, st := make(chan struct{}), make(chan error, 1)
+// the Writer (or a Write failed before); stopped yields the error of the
+// Write that failed, nil if the producer ended the stream itself; done
+// yields Commit's or Abort's result (after a failed Write, Commit's: the
+// failure).
+func stream(ctx context.Context, s *Target, key string, o storage.WriteOptions, data []byte, endErr error, endless bool) (wrote <-chan struct{}, stopped, done <-chan error) {
+	w := s.NewWriter(ctx, key, o)
+	wr, st, d := make(chan struct{}), make(chan error, 1), make(chan error, 1)
 	go func() {
-		first := true
-		for {
-			for off := 0; off < len(data); off += 64 << 10 {
-				if _, err := pw.Write(data[off:min(off+64<<10, len(data))]); err != nil {
-					if first {
-						close(w)
-					}
-					st <- err
-					return
-				}
-			}
-			if first {
-				close(w)
-				first = false
-			}
-			if !endless {
-				pw.CloseWithError(endErr)
-				st <- nil
-				return
-			}
+		err := feed(w, data, endless, wr)
+		st <- err
+		switch {
+		case err == nil && endErr != nil:
+			d <- w.Abort(endErr)
+		default:
+			d <- w.Commit()
 		}
 	}()
-	return w, st
+	return wr, st, d
 }
 
-// testUploadReaderError: the producer fails mid-stream (CloseWithError).
-// Store.Upload must create no object, keep an existing one intact, leave no
-// multipart upload, and return the producer's error.
-func testUploadReaderError(t *testing.T, s *storage.Store) {
+// produce streams data into pw and ends the pipe with endErr (nil: a clean
+// EOF), for the tests of the drivers' own Upload.
+func produce(pw *io.PipeWriter, data []byte, endErr error, endless bool) (wrote <-chan struct{}) {
+	wr := make(chan struct{})
+	go func() {
+		if feed(pw, data, endless, wr) == nil {
+			pw.CloseWithError(endErr)
+		}
+	}()
+	return wr
+}
+
+// feed writes data into w 64 KiB at a time, over and over while endless,
+// and closes wrote once len(data) bytes were taken or a Write failed. It
+// returns the error of the Write that failed (nil: data was written).
+func feed(w io.Writer, data []byte, endless bool, wrote chan<- struct{}) error {
+	first := true
+	for {
+		for off := 0; off < len(data); off += 64 << 10 {
+			if _, err := w.Write(data[off:min(off+64<<10, len(data))]); err != nil {
+				if first {
+					close(wrote)
+				}
+				return err
+			}
+		}
+		if first {
+			close(wrote)
+			first = false
+		}
+		if !endless {
+			return nil
+		}
+	}
+}
+
+// testUploadReaderError: the producer fails mid-stream and aborts its
+// Writer with the reason. No object may be created, an existing one must
+// stay intact, no multipart upload or staged block may be left, and Abort
+// returns the producer's error.
+func testUploadReaderError(t *testing.T, s *Target) {
 	for _, size := range []int{100 << 10, 7 * mib} { // one part; several parts
 		t.Run(fmt.Sprintf("%dKiB", size>>10), func(t *testing.T) {
 			ctx := ctxFor(t)
@@ -451,11 +476,9 @@ func testUploadReaderError(t *testing.T, s *storage.Store) {
 			old := s.Key(fmt.Sprintf("abort/existing-%d", size))
 			put(t, s, old, []byte("previous version"))
 			for _, key := range []string{fresh, old} {
-				pr, pw := io.Pipe()
-				produce(pw, pattern(size, 3), errProducer, false)
-				err := s.Upload(ctx, key, pr, &blob.WriterOptions{BufferSize: 5 * mib})
-				if !errors.Is(err, errProducer) {
-					t.Fatalf("Upload(%s) = %v, want the producer's error", key, err)
+				_, _, done := stream(ctx, s, key, storage.WriteOptions{PartSize: 5 * mib}, pattern(size, 3), errProducer, false)
+				if err := <-done; !errors.Is(err, errProducer) {
+					t.Fatalf("Abort(%s) = %v, want the producer's error", key, err)
 				}
 				if p := pending(t, s, key); len(p) != 0 {
 					t.Errorf("%s: multipart uploads left pending: %v", key, p)
@@ -472,37 +495,33 @@ func testUploadReaderError(t *testing.T, s *storage.Store) {
 }
 
 // testUploadCancel: the context is cancelled while the stream is under way
-// (hard shutdown). Store.Upload must create no object and, on S3, leave no
+// (hard shutdown). The Writer must create no object and, on S3, leave no
 // multipart upload (it aborts on a fresh context).
-func testUploadCancel(t *testing.T, s *storage.Store) {
+func testUploadCancel(t *testing.T, s *Target) {
 	key := s.Key("cancel/obj")
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	defer cancel()
 	done, stopped := uploadEndless(ctx, t, s, key, 4)
 	cancel() // half-way
-	err := <-done
-	if failure.KindOf(err) != failure.Interrupted || !errors.Is(err, context.Canceled) {
-		t.Fatalf("Upload after cancel = %v (kind %v), want an interrupted failure", err, failure.KindOf(err))
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Commit after cancel = %v, want context canceled", err)
 	}
-	// Upload closes the pipe itself: the endless producer stops.
+	// The Writer ends its stream itself: the endless producer stops.
 	if perr := <-stopped; !errors.Is(perr, context.Canceled) {
 		t.Errorf("the producer's Write failed with %v, want context canceled", perr)
 	}
 	leftNothing(t, s, key)
 }
 
-// uploadEndless starts Store.Upload of an endless stream (5 MiB parts) into
-// key and returns once 7 MiB were taken and, on S3, the multipart upload
-// exists. done yields Upload's result, stopped the error of the producer's
-// last Write.
-func uploadEndless(ctx context.Context, t *testing.T, s *storage.Store, key string, seed uint64) (done, stopped <-chan error) {
+// uploadEndless writes an endless stream (5 MiB parts) into a Writer on key
+// and returns once 7 MiB were taken and, on S3, the multipart upload
+// exists. done yields the Writer's result, stopped the error of the
+// producer's last Write.
+func uploadEndless(ctx context.Context, t *testing.T, s *Target, key string, seed uint64) (done, stopped <-chan error) {
 	t.Helper()
-	pr, pw := io.Pipe()
-	wrote, stopped := produce(pw, pattern(7*mib, seed), nil, true)
-	d := make(chan error, 1)
-	go func() { d <- s.Upload(ctx, key, pr, &blob.WriterOptions{BufferSize: 5 * mib}) }()
+	wrote, stopped, d := stream(ctx, s, key, storage.WriteOptions{PartSize: 5 * mib}, pattern(7*mib, seed), nil, true)
 	<-wrote
-	if s.Scheme == "s3" {
+	if s.Caps().Commit == storage.CommitMultipart {
 		waitPending(t, s, key)
 	}
 	return d, stopped
@@ -510,7 +529,7 @@ func uploadEndless(ctx context.Context, t *testing.T, s *storage.Store, key stri
 
 // leftNothing checks that the failed upload of key created no object and
 // left no multipart upload pending.
-func leftNothing(t *testing.T, s *storage.Store, key string) {
+func leftNothing(t *testing.T, s *Target, key string) {
 	t.Helper()
 	if exists(t, s, key) {
 		t.Errorf("a failed upload created %s", key)
@@ -520,7 +539,7 @@ func leftNothing(t *testing.T, s *storage.Store, key string) {
 	}
 }
 
-func waitPending(t *testing.T, s *storage.Store, key string) {
+func waitPending(t *testing.T, s *Target, key string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for len(pending(t, s, key)) == 0 {
@@ -531,15 +550,16 @@ func waitPending(t *testing.T, s *storage.Store, key string) {
 	}
 }
 
-// faultyStore returns s with a bucket that fails as f says (off S3 only:
-// faultyblob streams writes, which s3blob's transfer manager does not).
-func faultyStore(s *storage.Store, f *faultyblob.Faults) *storage.Store {
-	return storage.NewStore(faultyblob.New(s.Bucket, f), s.Scheme)
+// faultyStore returns s over a bucket that fails as f says (useful off S3
+// only: S3 uploads do not go through the driver's writer).
+func faultyStore(s *Target, f *faultyblob.Faults) *Target {
+	fb := faultyblob.New(s.Bucket, f)
+	return &Target{Store: storage.NewStore(fb, s.Scheme), Bucket: fb}
 }
 
 // listedUnder returns the keys listed under prefix: objects, and on a
 // directory bucket the temporary files of unfinished writes too.
-func listedUnder(t *testing.T, s *storage.Store, prefix string) []string {
+func listedUnder(t *testing.T, s *Target, prefix string) []string {
 	t.Helper()
 	var keys []string
 	for _, o := range list(t, s, prefix, "") {
@@ -549,11 +569,11 @@ func listedUnder(t *testing.T, s *storage.Store, prefix string) []string {
 }
 
 // testUploadWriteError: the backend fails a write mid-stream (a full disk, a
-// rejected part). Store.Upload must return the backend's error, create no
+// rejected part). The Writer must fail with the backend's error, create no
 // object, keep an existing one intact, leave no temporary file or multipart
 // upload, and stop the producer with that error.
-func testUploadWriteError(t *testing.T, s *storage.Store) {
-	if s.Scheme == "s3" {
+func testUploadWriteError(t *testing.T, s *Target) {
+	if s.Caps().Commit == storage.CommitMultipart {
 		testS3PartRejected(t, s)
 		return
 	}
@@ -573,11 +593,9 @@ func testUploadWriteError(t *testing.T, s *storage.Store) {
 			for _, key := range []string{fresh, old} {
 				f := &faultyblob.Faults{}
 				f.FailWrite(1, tc.after, errBackend)
-				pr, pw := io.Pipe()
-				_, stopped := produce(pw, pattern(tc.size, 7), nil, false)
-				err := faultyStore(s, f).Upload(ctx, key, pr, &blob.WriterOptions{BufferSize: 5 * mib})
-				if !errors.Is(err, errBackend) || failure.KindOf(err) != failure.Failed {
-					t.Fatalf("Upload(%s) = %v (kind %v), want the backend's error, failed", key, err, failure.KindOf(err))
+				_, stopped, done := stream(ctx, faultyStore(s, f), key, storage.WriteOptions{PartSize: 5 * mib}, pattern(tc.size, 7), nil, false)
+				if err := <-done; !errors.Is(err, errBackend) || failure.KindOf(err) != failure.Failed {
+					t.Fatalf("Commit(%s) = %v (kind %v), want the backend's error, failed", key, err, failure.KindOf(err))
 				}
 				if f.Calls(faultyblob.Write) == 0 {
 					t.Fatalf("%s: the backend was never written to", key)
@@ -602,7 +620,7 @@ func testUploadWriteError(t *testing.T, s *storage.Store) {
 // testS3PartRejected is the S3 form of testUploadWriteError: the server
 // rejects the parts after the multipart upload was aborted behind the
 // uploader's back (as a lifecycle rule or a concurrent cleanup does).
-func testS3PartRejected(t *testing.T, s *storage.Store) {
+func testS3PartRejected(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	key := s.Key("werr/part-rejected")
 	done, stopped := uploadEndless(ctx, t, s, key, 8)
@@ -613,10 +631,10 @@ func testS3PartRejected(t *testing.T, s *storage.Store) {
 	select {
 	case err = <-done:
 	case <-time.After(time.Minute):
-		t.Fatal("Upload goes on after its multipart upload was aborted")
+		t.Fatal("the Writer goes on after its multipart upload was aborted")
 	}
 	if err == nil || failure.KindOf(err) != failure.Failed || errors.Is(err, context.Canceled) {
-		t.Fatalf("Upload = %v (kind %v), want the server's refusal, failed", err, failure.KindOf(err))
+		t.Fatalf("Commit = %v (kind %v), want the server's refusal, failed", err, failure.KindOf(err))
 	}
 	if perr := <-stopped; !errors.Is(perr, err) {
 		t.Errorf("the producer's Write failed with %v, want the upload's error", perr)
@@ -626,17 +644,16 @@ func testS3PartRejected(t *testing.T, s *storage.Store) {
 
 // testUploadAbortsEarlierAttempts: an earlier attempt at the same key died
 // and left its multipart upload pending; a failed Upload aborts it with its
-// own (Store.Upload sweeps the exact key after any failure).
-func testUploadAbortsEarlierAttempts(t *testing.T, s *storage.Store) {
-	if s.Scheme != "s3" {
-		t.Skip("only S3 has uploads that outlive the writer")
+// own (the S3 backend sweeps the exact key after any failure).
+func testUploadAbortsEarlierAttempts(t *testing.T, s *Target) {
+	if s.Caps().Commit != storage.CommitMultipart {
+		t.Skip("only S3 has multipart uploads that outlive the writer")
 	}
 	key := s.Key("sweep/obj")
 	startMultipart(t, s, key)
-	pr, pw := io.Pipe()
-	produce(pw, pattern(100<<10, 9), errProducer, false)
-	if err := s.Upload(ctxFor(t), key, pr, nil); !errors.Is(err, errProducer) {
-		t.Fatalf("Upload = %v, want the producer's error", err)
+	_, _, done := stream(ctxFor(t), s, key, storage.WriteOptions{}, pattern(100<<10, 9), errProducer, false)
+	if err := <-done; !errors.Is(err, errProducer) {
+		t.Fatalf("Abort = %v, want the producer's error", err)
 	}
 	if p := pending(t, s, key); len(p) != 0 {
 		t.Errorf("uploads of %s left pending after a failed Upload: %v", key, p)
@@ -646,14 +663,14 @@ func testUploadAbortsEarlierAttempts(t *testing.T, s *storage.Store) {
 // testReadPrintsNothing: reading objects, multipart ones included, writes
 // nothing to stderr (which carries only our log lines; the AWS SDK's
 // default logger would warn there about every multipart checksum).
-func testReadPrintsNothing(t *testing.T, s *storage.Store) {
+func testReadPrintsNothing(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	key := s.Key("quiet/multipart")
 	data := pattern(12*mib, 10)
-	if err := s.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{BufferSize: 5 * mib}); err != nil {
+	if err := s.Write(ctx, key, bytes.NewReader(data), storage.WriteOptions{PartSize: 5 * mib}); err != nil {
 		t.Fatal(err)
 	}
-	if etag := etagOf(ctx, t, s, key); s.Scheme == "s3" && !strings.HasSuffix(etag, "-3") {
+	if etag := etagOf(ctx, t, s, key); s.Caps().Commit == storage.CommitMultipart && !strings.HasSuffix(etag, "-3") {
 		t.Fatalf("ETag %q: the object is not multipart, the test would prove nothing", etag)
 	}
 	var got, part []byte
@@ -678,10 +695,10 @@ func testReadPrintsNothing(t *testing.T, s *storage.Store) {
 }
 
 // testDriverReaderError records what gocloud v0.47.0's Bucket.Upload itself
-// does when its reader fails (one reason Store.Upload does not use it off
-// S3): s3blob and azureblob abort; fileblob, memblob and gcsblob commit what
-// they read.
-func testDriverReaderError(t *testing.T, s *storage.Store) {
+// does when its reader fails (why the file, mem and gs backends do not use
+// it: Caps.Commit is CommitOnClose for them): s3blob and azureblob abort;
+// fileblob, memblob and gcsblob commit what they read.
+func testDriverReaderError(t *testing.T, s *Target) {
 	ctx := ctxFor(t)
 	key := s.Key("driver/reader-error")
 	data := pattern(100<<10, 5)
@@ -691,7 +708,7 @@ func testDriverReaderError(t *testing.T, s *storage.Store) {
 	if !errors.Is(err, errProducer) {
 		t.Errorf("Bucket.Upload = %v, want the producer's error", err)
 	}
-	commits := map[string]bool{"s3": false, "azblob": false, "file": true, "mem": true, "gs": true}[s.Scheme]
+	commits := s.Caps().Commit == storage.CommitOnClose
 	got, rerr := s.Bucket.ReadAll(ctx, key)
 	switch {
 	case commits && (rerr != nil || !bytes.Equal(got, data)):
@@ -707,25 +724,25 @@ func testDriverReaderError(t *testing.T, s *storage.Store) {
 }
 
 // testDriverWriteError records what Bucket.Upload does when the driver's
-// own write fails mid-stream (the other reason Store.Upload does not use it
-// for file, mem and gs): fileblob, memblob and gcsblob close the writer on
+// own write fails mid-stream (the other reason the file, mem and gs
+// backends do not use it): fileblob, memblob and gcsblob close the writer on
 // a live context and commit the bytes taken before the error (fileblob
 // renames its partial temporary file into place); azureblob's UploadStream
 // commits nothing.
-func testDriverWriteError(t *testing.T, s *storage.Store) {
-	if s.Scheme == "s3" {
-		t.Skip("faultyblob cannot wrap s3blob; testS3PartRejected covers S3")
+func testDriverWriteError(t *testing.T, s *Target) {
+	if s.Caps().Commit == storage.CommitMultipart {
+		t.Skip("S3 uploads do not go through the driver's writer; testS3PartRejected covers S3")
 	}
 	ctx := ctxFor(t)
 	key := s.Key("driver/write-error")
 	data := pattern(200<<10, 11)
 	f := &faultyblob.Faults{}
 	f.FailWrite(1, 100<<10, errBackend)
-	err := faultyStore(s, f).Bucket.Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/octet-stream"})
+	err := faultyblob.New(s.Bucket, f).Upload(ctx, key, bytes.NewReader(data), &blob.WriterOptions{ContentType: "application/octet-stream"})
 	if !errors.Is(err, errBackend) {
 		t.Errorf("Bucket.Upload = %v, want the backend's error", err)
 	}
-	commits := s.Scheme != "azblob"
+	commits := s.Caps().Commit != storage.CommitBlockList
 	got, rerr := s.Bucket.ReadAll(ctx, key)
 	switch {
 	case commits && (rerr != nil || !bytes.Equal(got, data[:100<<10])):
@@ -741,20 +758,20 @@ func testDriverWriteError(t *testing.T, s *storage.Store) {
 // Bucket.Upload does: no object anywhere, but on S3 the multipart upload is
 // left pending (the abort is sent on the dead context), and
 // AbortIncompleteUploads cleans it up.
-func testDriverCancel(t *testing.T, s *storage.Store) {
+func testDriverCancel(t *testing.T, s *Target) {
 	key := s.Key("driver/cancel")
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	defer cancel()
 	pr, pw := io.Pipe()
 	// The transfer manager's default threshold is 16 MiB: write more so
 	// the multipart upload has begun.
-	wrote, _ := produce(pw, pattern(17*mib, 6), nil, true)
+	wrote := produce(pw, pattern(17*mib, 6), nil, true)
 	done := make(chan error, 1)
 	go func() {
 		done <- s.Bucket.Upload(ctx, key, pr, &blob.WriterOptions{ContentType: "application/octet-stream", BufferSize: 5 * mib})
 	}()
 	<-wrote
-	if s.Scheme == "s3" {
+	if s.Caps().Commit == storage.CommitMultipart {
 		waitPending(t, s, key)
 	}
 	cancel()
@@ -768,7 +785,7 @@ func testDriverCancel(t *testing.T, s *storage.Store) {
 		t.Errorf("a cancelled upload created %s", key)
 	}
 	p := pending(t, s, key)
-	if s.Scheme != "s3" {
+	if s.Caps().Commit != storage.CommitMultipart {
 		return
 	}
 	if len(p) == 0 {
@@ -785,7 +802,7 @@ func testDriverCancel(t *testing.T, s *storage.Store) {
 	}
 }
 
-func testMissingObject(t *testing.T, s *storage.Store) {
+func testMissingObject(t *testing.T, s *Target) {
 	_, err := s.Bucket.ReadAll(ctxFor(t), s.Key("no/such/object"))
 	if gcerrors.Code(err) != gcerrors.NotFound {
 		t.Fatalf("reading a missing object: %v, want NotFound", err)
@@ -800,7 +817,7 @@ func testMissingObject(t *testing.T, s *storage.Store) {
 }
 
 // startMultipart begins an S3 multipart upload of key and leaves it open.
-func startMultipart(t *testing.T, s *storage.Store, key string) {
+func startMultipart(t *testing.T, s *Target, key string) {
 	t.Helper()
 	var client *s3.Client
 	if !s.Bucket.As(&client) {
