@@ -36,7 +36,16 @@ const (
 	restorePerFile = 768
 	// defaultBudgetPartSize is the part size the budget assumes without
 	// --part-size (uploader.DefaultPartSize).
-	defaultBudgetPartSize = 8 << 20
+	defaultBudgetPartSize = 5 << 20
+	// backupGCPercent is a backup's GOGC. A backup's live heap is mostly
+	// its part buffers and compressors, allocated once and reused, with few
+	// pointers to mark; it makes little garbage (~2 MB a second at
+	// 300 MB/s), so a collection every 10% of growth costs ~1 cycle a second
+	// of a few ms, and keeps the heap near its live size instead of up to
+	// twice it. Measured (1.5 GB to MinIO, -j2): peak RSS 62 -> 58 MiB,
+	// GC CPU below 1%. A restore keeps Go's default: its live heap (the
+	// manifest's file index) is all pointers.
+	backupGCPercent = 10
 )
 
 // backupBudget is the budget of a backup with these settings.
@@ -116,6 +125,15 @@ func setMemoryLimit(limit int64) {
 		return
 	}
 	debug.SetMemoryLimit(limit)
+}
+
+// setBackupMemory is setMemoryLimit for a backup, which also collects
+// garbage sooner (backupGCPercent; a GOGC in the environment wins).
+func setBackupMemory(limit int64) {
+	setMemoryLimit(limit)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(backupGCPercent)
+	}
 }
 
 // parseMemory parses --memory ("" means no limit: the formula's value).

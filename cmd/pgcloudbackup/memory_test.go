@@ -22,17 +22,17 @@ func TestFitBackup(t *testing.T) {
 		wantBudget       int64
 		refused          bool
 	}{
-		// 8 MiB × (2+2−1) + 2 × 4 MiB + 20 MiB
-		{name: "defaults", jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 24 * mib, wantBudget: 52 * mib},
+		// 5 MiB × (2+2−1) + 2 × 4 MiB + 20 MiB
+		{name: "defaults", jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 15 * mib, wantBudget: 43 * mib},
 		// never fewer parts than open objects (jobs + backup_manifest)
 		{name: "concurrency 1 keeps jobs+1 parts", part: 16 * mib, jobs: 1, conc: 1, wantJobs: 1, wantConc: 1, wantPool: 32 * mib, wantBudget: 56 * mib},
-		{name: "more concurrency, more parts", jobs: 2, conc: 4, wantJobs: 2, wantConc: 4, wantPool: 40 * mib, wantBudget: 68 * mib},
+		{name: "more concurrency, more parts", jobs: 2, conc: 4, wantJobs: 2, wantConc: 4, wantPool: 25 * mib, wantBudget: 53 * mib},
 		{name: "room to spare goes to the pool", limit: 100 * mib, jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 72 * mib, wantBudget: 100 * mib},
-		{name: "default jobs shrink", limit: 48 * mib, jobs: 8, conc: 2, wantJobs: 1, wantConc: 2, wantPool: 24 * mib, wantBudget: 48 * mib},
-		{name: "then default concurrency", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, wantJobs: 2, wantConc: 3, wantPool: 32 * mib, wantBudget: 60 * mib},
-		{name: "set jobs do not fit", limit: 48 * mib, jobs: 2, conc: 2, jobsSet: true, refused: true},
-		{name: "set jobs and concurrency do not fit", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, concSet: true, refused: true},
-		{name: "below one job", limit: 38 * mib, jobs: 4, conc: 2, refused: true},
+		{name: "default jobs shrink", limit: 38 * mib, jobs: 8, conc: 2, wantJobs: 1, wantConc: 2, wantPool: 14 * mib, wantBudget: 38 * mib},
+		{name: "then default concurrency", limit: 48 * mib, jobs: 2, conc: 4, jobsSet: true, wantJobs: 2, wantConc: 3, wantPool: 20 * mib, wantBudget: 48 * mib},
+		{name: "set jobs do not fit", limit: 40 * mib, jobs: 2, conc: 2, jobsSet: true, refused: true},
+		{name: "set jobs and concurrency do not fit", limit: 50 * mib, jobs: 2, conc: 4, jobsSet: true, concSet: true, refused: true},
+		{name: "below one job", limit: 33 * mib, jobs: 4, conc: 2, refused: true},
 		{name: "one part does not fit", limit: 30 * mib, part: 16 * mib, jobs: 1, conc: 1, refused: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

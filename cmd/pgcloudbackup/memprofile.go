@@ -34,7 +34,8 @@ var memClasses = []struct{ short, name string }{
 
 // startMemProfile samples runtime/metrics every 10 ms and, each time the
 // runtime's memory not released to the OS grows by 5% past its peak,
-// replaces the profile. The returned stop writes the last peak profile and
+// replaces the profile. The returned stop writes the last peak profile (and
+// one taken at exit, to the same path plus ".exit"), and
 // the summary: the runtime's classes at their peak, and the process's peak
 // resident set split into anonymous and file-backed pages (the executable's
 // code and data mapped from its file).
@@ -104,6 +105,11 @@ func startMemProfile(stderr io.Writer) (stop func()) {
 		sample()
 		if err := os.WriteFile(path, prof.Bytes(), 0o600); err != nil {
 			fmt.Fprintf(stderr, "memprofile: %v\n", err)
+		}
+		// At exit too: its alloc_space shows what the whole run allocated.
+		if f, err := os.OpenFile(path+".exit", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			_ = f.Close()
 		}
 		var classes strings.Builder
 		for i, c := range memClasses {
