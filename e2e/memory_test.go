@@ -25,8 +25,7 @@ import (
 // (2 cores, MinIO, this test's binary: built with cgo): backup 58 MiB with
 // 134 MiB stored, restore 47–48 MiB, three runs each (before the part pool:
 // 92 and 62; before the start-up release, GOGC 10 and the 512 KiB zstd
-// window:
-// 73 and 54).
+// window: 73 and 54).
 const (
 	backupRSSBound  = 66 << 20
 	restoreRSSBound = 56 << 20
