@@ -22,8 +22,8 @@ import (
 // for all uploads) + 2 × 4 MiB + 20 MiB = 43 MiB, the restore's 28 MiB plus
 // 768 bytes a file; on top come the pages of the executable a run uses
 // (~27 MiB, file-backed; those only start-up used are released). Measured
-// (2 cores, MinIO, this test's binary: built with cgo): backup 58 MiB with
-// 134 MiB stored, restore 47–48 MiB, three runs each (before the part pool:
+// (2 cores, MinIO, this test's binary: built with cgo): backup 53–58 MiB
+// with 134 MiB stored, restore 41–48 MiB, five runs (before the part pool:
 // 92 and 62; before the start-up release, GOGC 10 and the 512 KiB zstd
 // window: 73 and 54).
 const (

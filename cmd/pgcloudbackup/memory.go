@@ -128,12 +128,16 @@ func setMemoryLimit(limit int64) {
 }
 
 // setBackupMemory is setMemoryLimit for a backup, which also collects
-// garbage sooner (backupGCPercent; a GOGC in the environment wins).
-func setBackupMemory(limit int64) {
+// garbage sooner (backupGCPercent; a GOGC in the environment wins) until the
+// returned func puts the previous GOGC back (for a process that goes on
+// after the backup: the tests that run it in-process).
+func setBackupMemory(limit int64) (restoreGC func()) {
 	setMemoryLimit(limit)
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(backupGCPercent)
+	if os.Getenv("GOGC") != "" {
+		return func() {}
 	}
+	old := debug.SetGCPercent(backupGCPercent)
+	return func() { debug.SetGCPercent(old) }
 }
 
 // parseMemory parses --memory ("" means no limit: the formula's value).

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -95,5 +97,24 @@ func TestMemoryFlagRefused(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "--memory") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and a one-line error about --memory", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestSetBackupMemoryGC: a backup runs at backupGCPercent, and the GOGC
+// from before comes back after it (a process that goes on, like these
+// tests, keeps its own).
+func TestSetBackupMemoryGC(t *testing.T) {
+	if os.Getenv("GOGC") != "" {
+		t.Skip("GOGC is set in the environment: it wins, nothing to change")
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(75))
+	restoreGC := setBackupMemory(1 << 40)
+	if got := debug.SetGCPercent(backupGCPercent); got != backupGCPercent {
+		t.Errorf("GOGC during a backup = %d, want %d", got, backupGCPercent)
+	}
+	restoreGC()
+	if got := debug.SetGCPercent(75); got != 75 {
+		t.Errorf("GOGC after a backup = %d, want the 75 from before", got)
 	}
 }
