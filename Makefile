@@ -11,8 +11,10 @@ TEST_TIMEOUT ?= 40m
 
 all: build
 
+# CGO_ENABLED=0 as the release archives (.goreleaser.yaml): a static binary
+# maps no libc and no dynamic loader (1.5 MiB less resident).
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pgcloudbackup
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pgcloudbackup
 
 # A throw-away PostgreSQL cluster backed up into a local file:// bucket.
 demo: build

@@ -40,12 +40,15 @@ func (nopWriteCloser) Close() error { return nil }
 // --- zstd ---
 
 // zstdWindow bounds the back-reference distance and with it the memory of
-// every encoder (about twice the window) and decoder. At the fastest level a
-// window beyond 1 MiB gains nothing on database pages: measured on the
+// every encoder (its history buffer: twice the window, at least 1 MiB) and
+// decoder. At the fastest level a window beyond 512 KiB gains nothing on
+// database pages (8 KiB, matches within a page or a few): measured on the
 // bench data set (1.5 GB, pgbench and random rows), 1 MiB stored 0.2% less
-// than 2 MiB (noise) at the same speed and saves 2 MiB per parallel stream;
-// the library default (8 MiB) would cost ~16 MiB per stream.
-const zstdWindow = 1 << 20
+// than 2 MiB, and 512 KiB the same as 1 MiB to 0.2% (run-to-run noise), at
+// the same CPU; each halving saves 1 MiB per parallel stream (no less: the
+// history buffer is at least 1 MiB); the library default (8 MiB) would cost
+// ~16 MiB per stream.
+const zstdWindow = 512 << 10
 
 var (
 	zstdEncoders sync.Pool // *zstd.Encoder

@@ -15,14 +15,14 @@ func TestPartSizeTable(t *testing.T) {
 		part   int64
 		maxRaw int64
 	}{
-		{"s3 unknown", s3, 0, 8 * mib, 8 * mib * 10000 / 11 * 10},
+		{"s3 unknown", s3, 0, 5 * mib, 5 * mib * 10000 / 11 * 10},
 		// 100 GB + 10% over 10,000 parts needs 11 MiB parts.
 		{"s3 100GB", s3, 100e9, 11 * mib, 11 * mib * 10000 / 11 * 10},
 		// 1 TB would need 106 MiB parts: capped at 64 MiB, split by the caller.
 		{"s3 1TB", s3, 1e12, 64 * mib, 64 * mib * 10000 / 11 * 10},
 		{"azure 1TB", az, 1e12, 21 * mib, 21 * mib * 50000 / 11 * 10},
-		{"gs no part count", LimitsFor("gs"), 1e12, 8 * mib, 1<<63 - 1},
-		{"file", LimitsFor("file"), 1e12, 8 * mib, 1<<63 - 1},
+		{"gs no part count", LimitsFor("gs"), 1e12, 5 * mib, 1<<63 - 1},
+		{"file", LimitsFor("file"), 1e12, 5 * mib, 1<<63 - 1},
 		// A backend whose minimum is above the automatic cap.
 		{"big minimum", Limits{MaxParts: 100, MinPartSize: 128 * mib, MaxPartSize: 1 << 30}, 1e12, 128 * mib, 128 * mib * 100 / 11 * 10},
 		// A lowered part count (--max-parts-per-object) and a small maximum.

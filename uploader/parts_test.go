@@ -31,10 +31,10 @@ func TestPartSizeTable(t *testing.T) {
 		part     int64
 		maxRaw   int64
 	}{
-		// Unknown size: the default part; 10,000 × 8 MiB / 1.1 ≈ 71 GiB.
-		{"s3 unknown", s3, 0, 0, 8 * mib, 8 * mib * 10000 / 11 * 10},
-		// 1 GB × 1.1 / 10,000 = 110 kB: far below the 8 MiB default.
-		{"s3 1GB", s3, 0, 1 * gb, 8 * mib, 8 * mib * 10000 / 11 * 10},
+		// Unknown size: the default part; 10,000 × 5 MiB / 1.1 ≈ 44 GiB.
+		{"s3 unknown", s3, 0, 0, 5 * mib, 5 * mib * 10000 / 11 * 10},
+		// 1 GB × 1.1 / 10,000 = 110 kB: far below the 5 MiB default.
+		{"s3 1GB", s3, 0, 1 * gb, 5 * mib, 5 * mib * 10000 / 11 * 10},
 		// 100 GB × 1.1 / 10,000 = 11,000,000 B = 10.49 MiB -> 11 MiB.
 		{"s3 100GB", s3, 0, 100 * gb, 11 * mib, 11 * mib * 10000 / 11 * 10},
 		// 1 TB × 1.1 / 10,000 = 104.9 MiB: capped at 64 MiB, so one object
@@ -46,9 +46,9 @@ func TestPartSizeTable(t *testing.T) {
 		// Azure: 1 TB × 1.1 / 50,000 = 22,000,000 B = 20.98 MiB -> 21 MiB.
 		{"azure 1TB", az, 0, 1 * tb, 21 * mib, 21 * mib * 50000 / 11 * 10},
 		// Backends without a part count never make the caller split.
-		{"file 1TB", storage.LimitsFor("file"), 0, 1 * tb, 8 * mib, math.MaxInt64},
-		{"gs 1TB", storage.LimitsFor("gs"), 0, 1 * tb, 8 * mib, math.MaxInt64},
-		{"mem unknown", storage.LimitsFor("mem"), 0, 0, 8 * mib, math.MaxInt64},
+		{"file 1TB", storage.LimitsFor("file"), 0, 1 * tb, 5 * mib, math.MaxInt64},
+		{"gs 1TB", storage.LimitsFor("gs"), 0, 1 * tb, 5 * mib, math.MaxInt64},
+		{"mem unknown", storage.LimitsFor("mem"), 0, 0, 5 * mib, math.MaxInt64},
 	} {
 		u := uploaderFor(tc.limits, tc.explicit)
 		if err := u.Validate(); err != nil {

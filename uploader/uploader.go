@@ -23,7 +23,7 @@
 //
 // Per object, besides the parts:
 //
-//	codec state      zstd ~2.5 MiB (1 MiB window), lz4 ~8 MiB, gzip ~1 MiB
+//	codec state      zstd ~1.5 MiB (512 KiB window), lz4 ~8 MiB, gzip ~1 MiB
 //	256 KiB          the codec's output buffer
 //	256 KiB          storage's copy buffer (not on S3)
 //

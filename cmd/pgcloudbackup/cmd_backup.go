@@ -121,7 +121,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, f *backupFlags, metrics *ru
 	if err != nil {
 		return err
 	}
-	setMemoryLimit(budget)
+	defer setBackupMemory(budget)()
 	if jobs != f.jobs || conc != f.uploadConcurrency {
 		g.logger.Info("memory budget: fewer parallel streams", "memory", f.memory, "jobs", jobs, "upload_concurrency", conc)
 	}

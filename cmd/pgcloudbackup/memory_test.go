@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -22,17 +24,17 @@ func TestFitBackup(t *testing.T) {
 		wantBudget       int64
 		refused          bool
 	}{
-		// 8 MiB × (2+2−1) + 2 × 4 MiB + 20 MiB
-		{name: "defaults", jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 24 * mib, wantBudget: 52 * mib},
+		// 5 MiB × (2+2−1) + 2 × 4 MiB + 20 MiB
+		{name: "defaults", jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 15 * mib, wantBudget: 43 * mib},
 		// never fewer parts than open objects (jobs + backup_manifest)
 		{name: "concurrency 1 keeps jobs+1 parts", part: 16 * mib, jobs: 1, conc: 1, wantJobs: 1, wantConc: 1, wantPool: 32 * mib, wantBudget: 56 * mib},
-		{name: "more concurrency, more parts", jobs: 2, conc: 4, wantJobs: 2, wantConc: 4, wantPool: 40 * mib, wantBudget: 68 * mib},
+		{name: "more concurrency, more parts", jobs: 2, conc: 4, wantJobs: 2, wantConc: 4, wantPool: 25 * mib, wantBudget: 53 * mib},
 		{name: "room to spare goes to the pool", limit: 100 * mib, jobs: 2, conc: 2, wantJobs: 2, wantConc: 2, wantPool: 72 * mib, wantBudget: 100 * mib},
-		{name: "default jobs shrink", limit: 48 * mib, jobs: 8, conc: 2, wantJobs: 1, wantConc: 2, wantPool: 24 * mib, wantBudget: 48 * mib},
-		{name: "then default concurrency", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, wantJobs: 2, wantConc: 3, wantPool: 32 * mib, wantBudget: 60 * mib},
-		{name: "set jobs do not fit", limit: 48 * mib, jobs: 2, conc: 2, jobsSet: true, refused: true},
-		{name: "set jobs and concurrency do not fit", limit: 60 * mib, jobs: 2, conc: 4, jobsSet: true, concSet: true, refused: true},
-		{name: "below one job", limit: 38 * mib, jobs: 4, conc: 2, refused: true},
+		{name: "default jobs shrink", limit: 38 * mib, jobs: 8, conc: 2, wantJobs: 1, wantConc: 2, wantPool: 14 * mib, wantBudget: 38 * mib},
+		{name: "then default concurrency", limit: 48 * mib, jobs: 2, conc: 4, jobsSet: true, wantJobs: 2, wantConc: 3, wantPool: 20 * mib, wantBudget: 48 * mib},
+		{name: "set jobs do not fit", limit: 40 * mib, jobs: 2, conc: 2, jobsSet: true, refused: true},
+		{name: "set jobs and concurrency do not fit", limit: 50 * mib, jobs: 2, conc: 4, jobsSet: true, concSet: true, refused: true},
+		{name: "below one job", limit: 33 * mib, jobs: 4, conc: 2, refused: true},
 		{name: "one part does not fit", limit: 30 * mib, part: 16 * mib, jobs: 1, conc: 1, refused: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,5 +97,24 @@ func TestMemoryFlagRefused(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, "--memory") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and a one-line error about --memory", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestSetBackupMemoryGC: a backup runs at backupGCPercent, and the GOGC
+// from before comes back after it (a process that goes on, like these
+// tests, keeps its own).
+func TestSetBackupMemoryGC(t *testing.T) {
+	if os.Getenv("GOGC") != "" {
+		t.Skip("GOGC is set in the environment: it wins, nothing to change")
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer debug.SetGCPercent(debug.SetGCPercent(75))
+	restoreGC := setBackupMemory(1 << 40)
+	if got := debug.SetGCPercent(backupGCPercent); got != backupGCPercent {
+		t.Errorf("GOGC during a backup = %d, want %d", got, backupGCPercent)
+	}
+	restoreGC()
+	if got := debug.SetGCPercent(75); got != 75 {
+		t.Errorf("GOGC after a backup = %d, want the 75 from before", got)
 	}
 }
