@@ -135,6 +135,7 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 	if err != nil {
 		return nil, err
 	}
+	defer index.close()
 	if err := checkObjects(ctx, store, m, opts.Jobs); err != nil {
 		return nil, err
 	}
@@ -188,12 +189,12 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 	if err := readAll(ctx, store, m, index, parts, opts.Jobs, opts.Progress, nil); err != nil {
 		return nil, err
 	}
-	if err := missingError(index.missing()); err != nil {
+	if err := missingError(index); err != nil {
 		return nil, err
 	}
 
 	base := locs[0]
-	if err := finishDataDir(base, locs, m, index, opts); err != nil {
+	if err := finishDataDir(ctx, store, base, locs, m, index, opts); err != nil {
 		return nil, err
 	}
 	opts.Progress.SetPhase("sync")
@@ -649,7 +650,7 @@ func readAll(ctx context.Context, store *storage.Store, m *manifest.Backup, inde
 // (so pg_verifybackup can check the restored directory), tablespace_map
 // pointing at the restored locations, recovery settings, and the modes and
 // ownership of the restored directories.
-func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *fileIndex, opts Options) error {
+func finishDataDir(ctx context.Context, store *storage.Store, base *location, locs []*location, m *manifest.Backup, index *fileIndex, opts Options) error {
 	// initdb -g (group access) shows in the modes of the archived
 	// directories: the data directory and tablespaces get the same.
 	dirPerm := fs.FileMode(0o700)
@@ -657,7 +658,7 @@ func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *
 		dirPerm = 0o750
 	}
 	base.sink.filePerm = 0o600 | dirPerm&0o040
-	raw := index.raw
+	var replace *manifest.ReplacedFile
 	if len(locs) > 1 {
 		// Always rewritten from the checked locations: PostgreSQL makes
 		// the pg_tblspc links from this file when it starts.
@@ -667,13 +668,13 @@ func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *
 				if err := writeFile(base.sink, "tablespace_map", data); err != nil {
 					return err
 				}
-				if raw, err = replaceManifestEntry(index, "tablespace_map", data, time.Now()); err != nil {
-					return fmt.Errorf("update backup_manifest for the moved tablespaces: %w", err)
-				}
+				crc := manifest.NewCRC32C()
+				crc.Write(data)
+				replace = &manifest.ReplacedFile{Path: "tablespace_map", Size: int64(len(data)), ModTime: time.Now(), CRC32C: crc.Sum32()}
 			}
 		}
 	}
-	if err := writeFile(base.sink, "backup_manifest", raw); err != nil {
+	if err := writePGManifest(ctx, store, m, index, base.sink, replace); err != nil {
 		return err
 	}
 	if err := recoverySettings(base.sink, m, opts); err != nil {

@@ -262,6 +262,7 @@ func craftBackup(t *testing.T, store *storage.Store, id string, members []tar.He
 	if err != nil {
 		t.Fatal(err)
 	}
+	var files int64
 	for _, h := range members {
 		h := h
 		data := []byte("evil")
@@ -278,6 +279,7 @@ func craftBackup(t *testing.T, store *storage.Store, id string, members []tar.He
 			if err := w.AddFile(strings.TrimPrefix(h.Name, "/"), h.Size, h.ModTime, crc.Sum32()); err != nil {
 				t.Fatal(err)
 			}
+			files++
 		}
 	}
 	tw.Close()
@@ -295,7 +297,7 @@ func craftBackup(t *testing.T, store *storage.Store, id string, members []tar.He
 	return &manifest.Backup{
 		FormatVersion: manifest.FormatVersion, ID: id, Status: "complete",
 		Tablespaces: []manifest.Tablespace{
-			{Name: "pg_default", Objects: []manifest.Object{put("base.00001.tar", tarBuf.Bytes())}},
+			{Name: "pg_default", Files: files, Objects: []manifest.Object{put("base.00001.tar", tarBuf.Bytes())}},
 			// A legitimate tablespace, so pg_tblspc/16385 is an allowed link.
 			{OID: 16385, Name: "spc", Location: "/nonexistent/original"},
 		},

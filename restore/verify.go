@@ -66,6 +66,7 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 		rep.Problems = append(rep.Problems, err.Error())
 		return rep, verifyError(rep)
 	}
+	defer index.close()
 	links := map[string]string{}
 	for _, ts := range m.Tablespaces {
 		if ts.OID != 0 {
@@ -103,7 +104,7 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 	// Missing files only mean something when every object read cleanly;
 	// otherwise they are the damaged objects' files.
 	if !damagedObjects {
-		if err := missingError(index.missing()); err != nil {
+		if err := missingError(index); err != nil {
 			rep.Problems = append(rep.Problems, err.Error())
 		}
 	}

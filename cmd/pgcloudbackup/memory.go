@@ -23,8 +23,9 @@ import (
 // left to move, else a job blocked on a full manifest part while holding
 // the manifest's lock could wait forever.
 // Restore: jobs × restorePerJob + files × restorePerFile + memBase: a restore
-// holds backup_manifest and an index of its files (restore.Restore), which
-// grow with the file count (~600 bytes a file measured at 121,000 files: a live heap of 72–77 MiB).
+// streams backup_manifest and holds a compact index of its files
+// (manifest.Index: 24 bytes and the path of each file, ~44 bytes a file
+// measured at 100,000 files), which grows with the file count.
 // The figures per job and the base
 // were measured (scripts/bench.sh, heap profiles) with some margin. They
 // bound the memory the program allocates; the binary's own code and data,
@@ -33,7 +34,7 @@ const (
 	memBase        = 20 << 20
 	backupPerJob   = 4 << 20
 	restorePerJob  = 4 << 20
-	restorePerFile = 768
+	restorePerFile = 96
 	// defaultBudgetPartSize is the part size the budget assumes without
 	// --part-size (uploader.DefaultPartSize).
 	defaultBudgetPartSize = 8 << 20
@@ -93,7 +94,7 @@ func fitRestore(limit int64, jobs int, jobsSet bool, files int64) (int, int64, e
 			if jobsSet || jobs == 1 {
 				return 0, 0, failure.Wrap(failure.Usage,
 					fmt.Errorf("--memory %s is too small for --jobs %d and %d files: they need %s", sizeString(limit), jobs, files, sizeString(budget(jobs))),
-					"raise --memory or lower --jobs (budget: jobs × 4MiB + files × 768 bytes + 20MiB)")
+					"raise --memory or lower --jobs (budget: jobs × 4MiB + files × 96 bytes + 20MiB)")
 			}
 			jobs--
 		}
