@@ -25,6 +25,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/control"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
@@ -106,7 +107,7 @@ type backupRun struct {
 	// we write get 0640, directories 0750.
 	groupAccess bool
 
-	pgm    *manifest.PGManifestWriter
+	pgm    *backupmanifest.Writer
 	pgmObj *uploader.Object
 
 	mu            sync.Mutex
@@ -118,26 +119,11 @@ type backupRun struct {
 func (r *backupRun) objectKey(name string) string { return r.store.BackupKey(r.id, name) }
 
 func (r *backupRun) addChecksumFailure(path string, count int64, blocks []uint32) {
-	r.logger.Warn("page checksum verification failed", "file", path, "failures", count, "blocks", formatBlocks(blocks))
+	r.logger.Warn("page checksum verification failed", "file", path, "failures", count, "blocks", manifest.FormatBlocks(blocks, 20))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.failures = append(r.failures, manifest.ChecksumFailure{Path: path, Count: count, Blocks: append([]uint32(nil), blocks...)})
 	r.failuresTotal += count
-}
-
-func formatBlocks(blocks []uint32) string {
-	var b strings.Builder
-	for i, n := range blocks {
-		if i == 20 {
-			fmt.Fprintf(&b, ",… (%d in all)", len(blocks))
-			break
-		}
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(uint64(n), 10))
-	}
-	return b.String()
 }
 
 // Backup takes a base backup into store and returns its manifest. A backup
@@ -332,11 +318,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, ctl con
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", pgmKey, err)
 	}
-	version := 1
-	if info.VersionNum >= 170000 {
-		version = 2
-	}
-	r.pgm, err = manifest.NewPGManifestWriter(r.pgmObj, manifest.PGManifestOptions{Version: version, SystemIdentifier: info.SystemIdentifier})
+	r.pgm, err = backupmanifest.NewWriter(r.pgmObj, backupmanifest.Options{Version: backupmanifest.VersionFor(info.VersionNum), SystemIdentifier: info.SystemIdentifier})
 	if err != nil {
 		return nil, fmt.Errorf("start backup_manifest: %w", err)
 	}
@@ -407,7 +389,7 @@ func (r *backupRun) take(ctx context.Context, s *session, pgdata string, ctl con
 		FormatVersion:     manifest.FormatVersion,
 		ID:                r.id,
 		Label:             label,
-		Status:            "complete",
+		Status:            manifest.StatusComplete,
 		ToolVersion:       opts.ToolVersion,
 		PGVersion:         info.Version,
 		PGVersionNum:      info.VersionNum,
@@ -613,7 +595,7 @@ func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata 
 			oid:            uint32(oid),
 			spcName:        names[uint32(oid)],
 			location:       target,
-			manifestPrefix: manifest.TablespacePath(uint32(oid)) + "/",
+			manifestPrefix: backupmanifest.TablespacePath(uint32(oid)) + "/",
 			walkStart:      versionDir,
 		})
 	}

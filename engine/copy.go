@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
-	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 )
 
 // chunkSize is how much of a file one read takes: a multiple of the page
@@ -37,7 +37,7 @@ func newWorker(run *backupRun) *worker {
 		run:  run,
 		buf:  make([]byte, chunkSize),
 		page: make([]byte, pagecheck.BlockSize),
-		crc:  manifest.NewCRC32C(),
+		crc:  backupmanifest.NewCRC32C(),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/hashio"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
@@ -19,16 +20,16 @@ import (
 // fileIndex is backup_manifest as a lookup table: every restored or
 // verified file is checked against it, and at the end every listed file must
 // have been seen. backup_manifest is streamed, never held: the index keeps
-// ~24 bytes and the path of each file (manifest.Index) and a bit for
+// ~24 bytes and the path of each file (backupmanifest.Index) and a bit for
 // "seen", and the restore reads the object again to copy it into the
 // target (pinned to the SHA-256 of the first read).
 type fileIndex struct {
 	mu   sync.Mutex
-	idx  *manifest.Index
+	idx  *backupmanifest.Index
 	seen []uint64 // bit i: file i of idx was in the archives
 	// hdr is the manifest without its files: version, system identifier,
 	// WAL ranges.
-	hdr *manifest.PGManifest
+	hdr *backupmanifest.Manifest
 	// key, size and sha256 of the backup_manifest object as indexed.
 	key    string
 	size   int64
@@ -55,12 +56,12 @@ func loadIndex(ctx context.Context, store *storage.Store, m *manifest.Backup) (*
 	for _, ts := range m.Tablespaces {
 		files += ts.Files
 	}
-	b := manifest.NewIndexBuilder(files, min(files, m.BackupManifest.Size/minPGManifestEntry))
-	sum, hdr, err := streamPGManifest(ctx, store, m, key, func(f manifest.PGFile) error {
-		if f.ChecksumAlgorithm != manifest.ChecksumAlgorithmCRC32C {
+	b := backupmanifest.NewIndexBuilder(files, min(files, m.BackupManifest.Size/minPGManifestEntry))
+	sum, hdr, err := streamPGManifest(ctx, store, m, key, func(f backupmanifest.File) error {
+		if f.ChecksumAlgorithm != backupmanifest.ChecksumAlgorithmCRC32C {
 			return fmt.Errorf("file %s uses checksum algorithm %q; only CRC32C is supported", f.Path, f.ChecksumAlgorithm)
 		}
-		crc, err := manifest.ParseCRC32CChecksum(f.Checksum)
+		crc, err := backupmanifest.ParseCRC32CChecksum(f.Checksum)
 		if err != nil {
 			return fmt.Errorf("file %s: %w", f.Path, err)
 		}
@@ -85,11 +86,11 @@ func loadIndex(ctx context.Context, store *storage.Store, m *manifest.Backup) (*
 // streamPGManifest reads backup_manifest once, through fn (nil: only
 // checked), checking its size and SHA-256 against manifest.json. It
 // returns the SHA-256 it read and the manifest without its files.
-func streamPGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, key string, fn func(manifest.PGFile) error) (string, *manifest.PGManifest, error) {
-	var hdr *manifest.PGManifest
+func streamPGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, key string, fn func(backupmanifest.File) error) (string, *backupmanifest.Manifest, error) {
+	var hdr *backupmanifest.Manifest
 	sum, err := readPGManifest(ctx, store, m, key, func(r io.Reader) error {
 		var err error
-		hdr, err = manifest.ScanPGManifest(r, fn)
+		hdr, err = backupmanifest.Scan(r, fn)
 		return err
 	})
 	return sum, hdr, err
@@ -99,9 +100,9 @@ func streamPGManifest(ctx context.Context, store *storage.Store, m *manifest.Bac
 // manifest.json's size; then it checks the size and SHA-256 of what was
 // read (all of it, whatever consume left) against manifest.json.
 func readPGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, key string, consume func(io.Reader) error) (string, error) {
-	if m.BackupManifest.Size > manifest.MaxPGManifestSize {
+	if m.BackupManifest.Size > backupmanifest.MaxSize {
 		return "", failure.New(failure.Failed, "backup %s is damaged: manifest.json gives %s %d bytes, more than the %d this version reads",
-			m.ID, key, m.BackupManifest.Size, int64(manifest.MaxPGManifestSize))
+			m.ID, key, m.BackupManifest.Size, int64(backupmanifest.MaxSize))
 	}
 	br, err := store.NewReader(ctx, key)
 	if err != nil {
@@ -225,7 +226,7 @@ func (x *fileIndex) check(path string, size int64, crc uint32) error {
 		return fmt.Errorf("file %s has %d bytes, backup_manifest says %d", path, size, want)
 	}
 	if want := x.idx.CRC32C(i); crc != want {
-		return fmt.Errorf("file %s has CRC32C %s, backup_manifest says %s", path, manifest.CRC32CChecksum(crc), manifest.CRC32CChecksum(want))
+		return fmt.Errorf("file %s has CRC32C %s, backup_manifest says %s", path, backupmanifest.CRC32CChecksum(crc), backupmanifest.CRC32CChecksum(want))
 	}
 	return nil
 }

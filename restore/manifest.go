@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
@@ -17,7 +18,7 @@ import (
 // index was built from. With replace set (tablespace_map, after the
 // tablespaces moved) that file's entry is rewritten, so the manifest
 // describes exactly what is in the directory.
-func writePGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, index *fileIndex, s *dirSink, replace *manifest.ReplacedFile) error {
+func writePGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, index *fileIndex, s *dirSink, replace *backupmanifest.ReplacedFile) error {
 	const name = "backup_manifest"
 	_ = s.root.Remove(name)
 	perm := s.filePerm
@@ -35,7 +36,7 @@ func writePGManifest(ctx context.Context, store *storage.Store, m *manifest.Back
 			_, err := io.Copy(bw, r)
 			return err
 		}
-		return manifest.ReplaceFile(bw, r, manifest.PGManifestOptions{Version: index.hdr.Version, SystemIdentifier: index.hdr.SystemIdentifier}, *replace)
+		return backupmanifest.ReplaceFile(bw, r, backupmanifest.Options{Version: index.hdr.Version, SystemIdentifier: index.hdr.SystemIdentifier}, *replace)
 	})
 	if err == nil {
 		err = bw.Flush()

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -287,7 +288,7 @@ func plan(m *manifest.Backup, opts Options) ([]*location, map[string]string, err
 			if !l.mapped {
 				l.dir = ts.Location
 			}
-			links[manifest.TablespacePath(ts.OID)] = l.dir
+			links[backupmanifest.TablespacePath(ts.OID)] = l.dir
 		}
 		locs = append(locs, l)
 	}
@@ -594,7 +595,7 @@ func cleanup(l *location, logger *slog.Logger) {
 func partsOf(ts manifest.Tablespace, s sink) []part {
 	prefix := ""
 	if ts.OID != 0 {
-		prefix = manifest.TablespacePath(ts.OID) + "/"
+		prefix = backupmanifest.TablespacePath(ts.OID) + "/"
 	}
 	out := make([]part, 0, len(ts.Objects))
 	for _, o := range ts.Objects {
@@ -624,7 +625,7 @@ func readAll(ctx context.Context, store *storage.Store, m *manifest.Backup, inde
 		return nil
 	})
 	for i := 0; i < jobs && i < len(parts); i++ {
-		rd := &reader{store: store, backup: m, index: index, progress: p, crc: manifest.NewCRC32C()}
+		rd := &reader{store: store, backup: m, index: index, progress: p, crc: backupmanifest.NewCRC32C()}
 		g.Go(func() error {
 			for pt := range queue {
 				err := rd.read(gctx, pt)
@@ -658,7 +659,7 @@ func finishDataDir(ctx context.Context, store *storage.Store, base *location, lo
 		dirPerm = 0o750
 	}
 	base.sink.filePerm = 0o600 | dirPerm&0o040
-	var replace *manifest.ReplacedFile
+	var replace *backupmanifest.ReplacedFile
 	if len(locs) > 1 {
 		// Always rewritten from the checked locations: PostgreSQL makes
 		// the pg_tblspc links from this file when it starts.
@@ -668,9 +669,9 @@ func finishDataDir(ctx context.Context, store *storage.Store, base *location, lo
 				if err := writeFile(base.sink, "tablespace_map", data); err != nil {
 					return err
 				}
-				crc := manifest.NewCRC32C()
+				crc := backupmanifest.NewCRC32C()
 				crc.Write(data)
-				replace = &manifest.ReplacedFile{Path: "tablespace_map", Size: int64(len(data)), ModTime: time.Now(), CRC32C: crc.Sum32()}
+				replace = &backupmanifest.ReplacedFile{Path: "tablespace_map", Size: int64(len(data)), ModTime: time.Now(), CRC32C: crc.Sum32()}
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
@@ -277,7 +278,7 @@ func TestLookupOwner(t *testing.T) {
 // TestWALBounded: WAL members (not in backup_manifest) are bounded per
 // file and in total by the backup's LSN range; none without WAL.
 func TestWALBounded(t *testing.T) {
-	empty, err := manifest.NewIndexBuilder(0, 0).Finish()
+	empty, err := backupmanifest.NewIndexBuilder(0, 0).Finish()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -70,7 +71,7 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 	links := map[string]string{}
 	for _, ts := range m.Tablespaces {
 		if ts.OID != 0 {
-			links[manifest.TablespacePath(ts.OID)] = ts.Location
+			links[backupmanifest.TablespacePath(ts.OID)] = ts.Location
 		}
 	}
 	s := newDiscardSink(links)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -219,7 +218,7 @@ func printBackupSummary(w io.Writer, m *manifest.Backup, elapsed time.Duration) 
 	default:
 		fmt.Fprintf(w, "  checksums:    %d PAGE CHECKSUM FAILURES in %d files:\n", m.ChecksumFailuresTotal, len(m.ChecksumFailures))
 		for _, cf := range m.ChecksumFailures {
-			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, blockList(cf.Blocks))
+			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, manifest.FormatBlocks(cf.Blocks, 10))
 		}
 	}
 	if m.NewPagesWithDataTotal > 0 {
@@ -227,7 +226,7 @@ func printBackupSummary(w io.Writer, m *manifest.Backup, elapsed time.Duration) 
 		// valid pages either.
 		fmt.Fprintf(w, "  new pages:    %d PAGES MARKED NEW (pd_upper = 0) HOLD DATA in %d files:\n", m.NewPagesWithDataTotal, len(m.NewPagesWithData))
 		for _, cf := range m.NewPagesWithData {
-			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, blockList(cf.Blocks))
+			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, manifest.FormatBlocks(cf.Blocks, 10))
 		}
 	}
 	if len(m.PartialPages) > 0 {
@@ -247,16 +246,4 @@ func tablespaceLabel(ts manifest.Tablespace) string {
 		return "base"
 	}
 	return fmt.Sprint(ts.OID)
-}
-
-func blockList(blocks []uint32) string {
-	parts := make([]string, 0, len(blocks))
-	for i, b := range blocks {
-		if i == 10 {
-			parts = append(parts, "…")
-			break
-		}
-		parts = append(parts, fmt.Sprint(b))
-	}
-	return strings.Join(parts, ", ")
 }

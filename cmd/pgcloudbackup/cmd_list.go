@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgcloudbackup/pgcloudbackup/catalog"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -259,17 +260,13 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// oneLine keeps a user-supplied label from breaking table rows.
+// oneLine keeps a user-supplied label from breaking table rows ("-" for
+// none).
 func oneLine(s string) string {
-	if s == "" {
+	if s = failure.OneLineText(s); s == "" {
 		return "-"
 	}
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
+	return s
 }
 
 // shortVersion drops a packager's suffix ("15.18 (Debian 15.18-0+deb12u1)")

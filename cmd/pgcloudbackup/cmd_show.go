@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -166,37 +165,9 @@ func printPageList(w io.Writer, title, column string, failures []manifest.Checks
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  FILE\t"+column+"\tBLOCKS")
 	for _, f := range failures {
-		fmt.Fprintf(tw, "  %s\t%d\t%s\n", oneLine(f.Path), f.Count, blockRanges(f.Blocks, 20))
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", oneLine(f.Path), f.Count, manifest.FormatBlocks(f.Blocks, 20))
 	}
 	_ = tw.Flush()
-}
-
-// blockRanges writes sorted block numbers as ranges ("0-127, 300"), at
-// most max of them: a torn file can fail on every page.
-func blockRanges(blocks []uint32, max int) string {
-	var b strings.Builder
-	ranges := 0
-	for i := 0; i < len(blocks); {
-		j := i
-		for j+1 < len(blocks) && blocks[j+1] == blocks[j]+1 {
-			j++
-		}
-		if ranges == max {
-			fmt.Fprintf(&b, ", … (%d more blocks; --json lists all)", len(blocks)-i)
-			break
-		}
-		if ranges > 0 {
-			b.WriteString(", ")
-		}
-		if j > i {
-			fmt.Fprintf(&b, "%d-%d", blocks[i], blocks[j])
-		} else {
-			fmt.Fprintf(&b, "%d", blocks[i])
-		}
-		ranges++
-		i = j + 1
-	}
-	return b.String()
 }
 
 // exactArgs is cobra.ExactArgs with a message that says what to give.

@@ -78,20 +78,3 @@ func TestShowCommand(t *testing.T) {
 	wantOneLineError(t, empty.cli("show", "latest"), exitPrecondition, `"latest"`, "pgcloudbackup list")
 	wantOneLineError(t, empty.cli("show", "20261101T020000Z"), exitPrecondition, "20261101T020000Z", "pgcloudbackup list")
 }
-
-func TestBlockRanges(t *testing.T) {
-	for _, tt := range []struct {
-		blocks []uint32
-		max    int
-		want   string
-	}{
-		{nil, 5, ""},
-		{[]uint32{7}, 5, "7"},
-		{[]uint32{0, 1, 2, 3, 40, 42, 43}, 5, "0-3, 40, 42-43"},
-		{[]uint32{1, 3, 5, 7, 8}, 2, "1, 3, … (3 more blocks; --json lists all)"},
-	} {
-		if got := blockRanges(tt.blocks, tt.max); got != tt.want {
-			t.Errorf("blockRanges(%v, %d) = %q, want %q", tt.blocks, tt.max, got, tt.want)
-		}
-	}
-}

@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"encoding/binary"
@@ -41,13 +41,13 @@ type ReplacedFile struct {
 // are the manifest's own version and system identifier. It streams: no
 // entry is held. src must list the file; what reaches dst is only valid
 // once ReplaceFile returned nil (src's checksum verified).
-func ReplaceFile(dst io.Writer, src io.Reader, opts PGManifestOptions, f ReplacedFile) error {
-	w, err := NewPGManifestWriter(dst, opts)
+func ReplaceFile(dst io.Writer, src io.Reader, opts Options, f ReplacedFile) error {
+	w, err := NewWriter(dst, opts)
 	if err != nil {
 		return err
 	}
 	found := false
-	m, err := ScanPGManifest(src, func(e PGFile) error {
+	m, err := Scan(src, func(e File) error {
 		if e.Path == f.Path {
 			found = true
 			return w.AddFile(f.Path, f.Size, f.ModTime, f.CRC32C)

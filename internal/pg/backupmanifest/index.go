@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"bytes"
@@ -7,9 +7,9 @@ import (
 	"unsafe"
 )
 
-// MaxPGPathLen bounds a path listed in backup_manifest: PostgreSQL builds
+// MaxPathLen bounds a path listed in backup_manifest: PostgreSQL builds
 // every path under the data directory in a MAXPGPATH buffer.
-const MaxPGPathLen = 1024
+const MaxPathLen = 1024
 
 // maxIndexedSize is the largest file size an Index holds (48 bits: 256
 // TiB; PostgreSQL's files are at most 1 GiB segments).
@@ -61,7 +61,7 @@ func (x *Index) records() []indexRec {
 }
 
 // IndexBuilder collects the entries of a backup_manifest as a scan hands
-// them over. Its memory is bounded by maxFiles records and MaxPGPathLen
+// them over. Its memory is bounded by maxFiles records and MaxPathLen
 // bytes a path, whatever the manifest holds.
 type IndexBuilder struct {
 	x        *Index
@@ -79,15 +79,15 @@ func NewIndexBuilder(maxFiles, sizeHint int64) *IndexBuilder {
 	return &IndexBuilder{x: x, maxFiles: maxFiles}
 }
 
-// Add records one file. The arena is bounded by maxFiles × MaxPGPathLen,
+// Add records one file. The arena is bounded by maxFiles × MaxPathLen,
 // and refused past 4 GiB, so 32-bit offsets do.
 func (b *IndexBuilder) Add(path string, size int64, crc uint32) error {
 	x := b.x
 	switch {
 	case int64(x.n) >= b.maxFiles:
 		return fmt.Errorf("more than the %d files manifest.json declares", b.maxFiles)
-	case len(path) > MaxPGPathLen:
-		return fmt.Errorf("a path of %d bytes, longer than PostgreSQL's MAXPGPATH (%d)", len(path), MaxPGPathLen)
+	case len(path) > MaxPathLen:
+		return fmt.Errorf("a path of %d bytes, longer than PostgreSQL's MAXPGPATH (%d)", len(path), MaxPathLen)
 	case size < 0 || size > maxIndexedSize:
 		return fmt.Errorf("file %q: size %d out of range", path, size)
 	case int64(len(x.arena.b))+int64(len(path)) > 1<<32-1:

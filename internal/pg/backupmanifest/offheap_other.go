@@ -1,5 +1,5 @@
 //go:build !unix
 
-package manifest
+package backupmanifest
 
 func allocOffHeap(n int) ([]byte, func()) { return make([]byte, n), func() {} }

@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"bytes"
@@ -18,18 +18,23 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 )
 
-// PGManifest is a parsed backup_manifest.
-type PGManifest struct {
+// MaxSize bounds the backup_manifest a restore reads from the bucket
+// (about 200 bytes a file: 1 GiB is some five million files). It is
+// streamed, never held.
+const MaxSize = 1 << 30
+
+// Manifest is a parsed backup_manifest.
+type Manifest struct {
 	Version          int
 	SystemIdentifier uint64 // version 2 only
-	Files            []PGFile
+	Files            []File
 	WALRanges        []WALRange
 	// ManifestChecksum is the verified SHA-256 (hex) of the manifest.
 	ManifestChecksum string
 }
 
-// PGFile is one "Files" entry.
-type PGFile struct {
+// File is one "Files" entry.
+type File struct {
 	Path              string // decoded from Encoded-Path when the manifest has that
 	Size              int64
 	LastModified      string // as written, e.g. "2024-05-01 12:00:00 GMT"
@@ -38,16 +43,16 @@ type PGFile struct {
 }
 
 // ModTime parses LastModified.
-func (f PGFile) ModTime() (time.Time, error) { return ParseLastModified(f.LastModified) }
+func (f File) ModTime() (time.Time, error) { return ParseLastModified(f.LastModified) }
 
-// ReadPGManifest parses a backup_manifest, checks its structure as
+// Read parses a backup_manifest, checks its structure as
 // PostgreSQL's parser does (plus: no duplicate paths or fields, known
 // checksum algorithms, valid UTF-8) and verifies its Manifest-Checksum.
-// It holds every entry: restores use ScanPGManifest and an Index.
-func ReadPGManifest(r io.Reader) (*PGManifest, error) {
-	var files []PGFile
+// It holds every entry: restores use Scan and an Index.
+func Read(r io.Reader) (*Manifest, error) {
+	var files []File
 	seen := map[string]struct{}{}
-	m, err := ScanPGManifest(r, func(f PGFile) error {
+	m, err := Scan(r, func(f File) error {
 		if _, dup := seen[f.Path]; dup {
 			return fmt.Errorf("duplicate path name in backup manifest: %q", f.Path)
 		}
@@ -62,15 +67,15 @@ func ReadPGManifest(r io.Reader) (*PGManifest, error) {
 	return m, nil
 }
 
-// ScanPGManifest parses a backup_manifest like ReadPGManifest but hands each
+// Scan parses a backup_manifest like Read but hands each
 // file entry to fn instead of keeping the list (its Files stays nil). Its
 // memory is bounded whatever the input (tokens of at most maxToken bytes, at
 // most maxWALRanges ranges, no line buffered). It does not look for
 // duplicate paths: that needs every path, which the caller keeps (an
 // IndexBuilder refuses them). The entries reach fn before the manifest
-// checksum can be verified: act on them only once ScanPGManifest has
+// checksum can be verified: act on them only once Scan has
 // returned without error.
-func ScanPGManifest(r io.Reader, fn func(PGFile) error) (*PGManifest, error) {
+func Scan(r io.Reader, fn func(File) error) (*Manifest, error) {
 	lh := &lineHasher{r: r, h: sha256.New()}
 	p := &pgParser{lx: newLexer(lh), fn: fn}
 	m, err := p.parse()
@@ -221,7 +226,7 @@ func (u *utf8Stream) end() bool { return u.n == 0 }
 // (src/common/parse_manifest.c) expects it.
 type pgParser struct {
 	lx *lexer
-	fn func(PGFile) error
+	fn func(File) error
 }
 
 // expect reads a token of kind k; where (e.g. "after Size") only goes into
@@ -331,8 +336,8 @@ func (p *pgParser) valueBytes(k tokKind, what string) ([]byte, error) {
 	return p.lx.val, nil
 }
 
-func (p *pgParser) parse() (*PGManifest, error) {
-	m := &PGManifest{}
+func (p *pgParser) parse() (*Manifest, error) {
+	m := &Manifest{}
 	if err := p.expect(tLBrace, "at the start of the manifest"); err != nil {
 		return nil, err
 	}
@@ -435,7 +440,7 @@ func (p *pgParser) parse() (*PGManifest, error) {
 // file reads one file object after its "{".
 func (p *pgParser) file() error {
 	var (
-		f                               PGFile
+		f                               File
 		path, encoded                   string
 		size                            int64
 		havePath, haveEncoded, haveSize bool

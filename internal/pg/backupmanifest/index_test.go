@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"bytes"
@@ -79,7 +79,7 @@ func TestIndexRefusesHostileEntries(t *testing.T) {
 	if _, err := buildIndex(t, 3, []string{"a", "b", "c", "d"}, one); err == nil || !strings.Contains(err.Error(), "more than the 3 files") {
 		t.Errorf("more files than declared: %v", err)
 	}
-	if _, err := buildIndex(t, 10, []string{strings.Repeat("x", MaxPGPathLen+1)}, one); err == nil || !strings.Contains(err.Error(), "MAXPGPATH") {
+	if _, err := buildIndex(t, 10, []string{strings.Repeat("x", MaxPathLen+1)}, one); err == nil || !strings.Contains(err.Error(), "MAXPGPATH") {
 		t.Errorf("long path: %v", err)
 	}
 	if _, err := buildIndex(t, 10, []string{"a"}, func(int) int64 { return 1 << 48 }); err == nil {
@@ -160,7 +160,7 @@ func TestScanBoundedOnHostileInput(t *testing.T) {
 			var err error
 			n := allocated(func() {
 				b := NewIndexBuilder(c.max, 0)
-				_, err = ScanPGManifest(c.in, func(f PGFile) error { return b.Add(f.Path, f.Size, 0) })
+				_, err = Scan(c.in, func(f File) error { return b.Add(f.Path, f.Size, 0) })
 				if err == nil {
 					_, err = b.Finish()
 				} else {
@@ -207,7 +207,7 @@ func TestUTF8StreamAgreesWithValid(t *testing.T) {
 
 func TestScanMultibyteOneByteAtATime(t *testing.T) {
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, PGManifestOptions{})
+	w, err := NewWriter(&buf, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestScanMultibyteOneByteAtATime(t *testing.T) {
 	if err := w.Finish(testRanges); err != nil {
 		t.Fatal(err)
 	}
-	m, err := ReadPGManifest(iotest.OneByteReader(bytes.NewReader(buf.Bytes())))
+	m, err := Read(iotest.OneByteReader(bytes.NewReader(buf.Bytes())))
 	if err != nil || len(m.Files) != 3 || m.Files[1].Path != "base/😀€" || m.Files[2].Path != "a\xffb" {
 		t.Fatalf("%v %+v", err, m)
 	}
@@ -231,14 +231,14 @@ func TestReplaceFile(t *testing.T) {
 	mt := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	var out bytes.Buffer
 	f := ReplacedFile{Path: "base/1/1259", Size: 42, ModTime: mt, CRC32C: 0xdeadbeef}
-	if err := ReplaceFile(&out, bytes.NewReader(src), PGManifestOptions{Version: 1}, f); err != nil {
+	if err := ReplaceFile(&out, bytes.NewReader(src), Options{Version: 1}, f); err != nil {
 		t.Fatal(err)
 	}
-	before, err := ReadPGManifest(bytes.NewReader(src))
+	before, err := Read(bytes.NewReader(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, err := ReadPGManifest(bytes.NewReader(out.Bytes()))
+	after, err := Read(bytes.NewReader(out.Bytes()))
 	if err != nil {
 		t.Fatalf("rewritten manifest does not read back: %v", err)
 	}
@@ -259,13 +259,13 @@ func TestReplaceFile(t *testing.T) {
 	crc, _ := ParseCRC32CChecksum(orig.Checksum)
 	mt0, _ := orig.ModTime()
 	out.Reset()
-	if err := ReplaceFile(&out, bytes.NewReader(src), PGManifestOptions{Version: 1}, ReplacedFile{orig.Path, orig.Size, mt0, crc}); err != nil || !bytes.Equal(out.Bytes(), src) {
+	if err := ReplaceFile(&out, bytes.NewReader(src), Options{Version: 1}, ReplacedFile{orig.Path, orig.Size, mt0, crc}); err != nil || !bytes.Equal(out.Bytes(), src) {
 		t.Errorf("identity rewrite changed the bytes: %v", err)
 	}
-	if err := ReplaceFile(io.Discard, bytes.NewReader(src), PGManifestOptions{Version: 1}, ReplacedFile{Path: "not/listed"}); err == nil {
+	if err := ReplaceFile(io.Discard, bytes.NewReader(src), Options{Version: 1}, ReplacedFile{Path: "not/listed"}); err == nil {
 		t.Error("a file the manifest does not list was replaced")
 	}
-	if err := ReplaceFile(io.Discard, bytes.NewReader(src[:len(src)-10]), PGManifestOptions{Version: 1}, f); err == nil {
+	if err := ReplaceFile(io.Discard, bytes.NewReader(src[:len(src)-10]), Options{Version: 1}, f); err == nil {
 		t.Error("a truncated manifest was rewritten")
 	}
 }
