@@ -20,7 +20,7 @@ import (
 // cluster (README "Memory"). With 5 MiB parts, --jobs 2 and
 // --upload-concurrency 2 the backup's budget is 5 MiB × 3 parts (one pool
 // for all uploads) + 2 × 4 MiB + 20 MiB = 43 MiB, the restore's 28 MiB plus
-// 768 bytes a file; the binary's own mapped code and data add ~38 MiB of
+// 96 bytes a file; the binary's own mapped code and data add ~38 MiB of
 // resident pages to both. Measured (2 cores, MinIO): backup 73 MiB with
 // 134 MiB stored, restore 54 MiB (before the part pool: 92 and 62).
 const (

@@ -21,10 +21,7 @@ import (
 func writePGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, index *fileIndex, s *dirSink, replace *backupmanifest.ReplacedFile) error {
 	const name = "backup_manifest"
 	_ = s.root.Remove(name)
-	perm := s.filePerm
-	if perm == 0 {
-		perm = 0o600
-	}
+	perm := s.smallFilePerm()
 	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return s.writeError("create", name, err)
@@ -58,15 +55,7 @@ func writePGManifest(ctx context.Context, store *storage.Store, m *manifest.Back
 		}
 		return err
 	}
-	if err := s.root.Chmod(name, perm); err != nil {
-		return s.writeError("chmod", name, err)
-	}
-	if s.chown && s.owner != nil {
-		if err := s.root.Lchown(name, s.owner[0], s.owner[1]); err != nil {
-			return s.writeError("chown", name, err)
-		}
-	}
-	return nil
+	return s.modeAndOwner(name, perm)
 }
 
 // writeErrors remembers the first error of the writer under it.

@@ -715,13 +715,24 @@ func tablespaceMap(locs []*location) []byte {
 // the data directory's file mode (0600, 0640 with group access) and owner.
 func writeFile(s *dirSink, name string, data []byte) error {
 	_ = s.root.Remove(name)
-	perm := s.filePerm
-	if perm == 0 {
-		perm = 0o600
-	}
+	perm := s.smallFilePerm()
 	if err := s.root.WriteFile(name, data, perm); err != nil {
 		return s.writeError("write", name, err)
 	}
+	return s.modeAndOwner(name, perm)
+}
+
+// smallFilePerm is the mode of the files the restore writes itself.
+func (s *dirSink) smallFilePerm() fs.FileMode {
+	if s.filePerm == 0 {
+		return 0o600
+	}
+	return s.filePerm
+}
+
+// modeAndOwner gives a file the restore wrote its mode (whatever the
+// umask) and the data directory's owner.
+func (s *dirSink) modeAndOwner(name string, perm fs.FileMode) error {
 	if err := s.root.Chmod(name, perm); err != nil {
 		return s.writeError("chmod", name, err)
 	}
