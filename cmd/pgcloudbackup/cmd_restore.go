@@ -163,6 +163,7 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	f.jobs = jobs
 	opts.Jobs = jobs
 	setMemoryLimit(budget)
+	setRestoreGC()
 	if dropped, err := dropFetchForStreaming(ctx, g, store, f); err != nil {
 		return err
 	} else if dropped {

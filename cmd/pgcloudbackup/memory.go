@@ -131,3 +131,17 @@ func sizeString(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// restoreGCPercent is the garbage collector's target for a restore: its
+// heap is mostly short-lived garbage of each file (tar headers, paths), so
+// collecting at 50% growth instead of 100% keeps a 100,000-file restore
+// near a few-file one (measured on 2 cores, file://: 49–51 MiB against
+// 45–46 MiB peak RSS, 55–58 MiB at 100%) at no measurable CPU cost.
+const restoreGCPercent = 50
+
+// setRestoreGC applies restoreGCPercent; a GOGC in the environment wins.
+func setRestoreGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(restoreGCPercent)
+	}
+}
