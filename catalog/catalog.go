@@ -32,9 +32,9 @@ const FutureSkew = 5 * time.Minute
 
 // Status of a backup as listed.
 const (
-	StatusComplete   = "complete"   // manifest.json present and readable
-	StatusIncomplete = "incomplete" // objects but no manifest.json: running, failed or being deleted
-	StatusUnreadable = "unreadable" // manifest.json present but not readable by this version
+	StatusComplete   = manifest.StatusComplete // manifest.json present and readable
+	StatusIncomplete = "incomplete"            // objects but no manifest.json: running, failed or being deleted
+	StatusUnreadable = "unreadable"            // manifest.json present but not readable by this version
 )
 
 // Entry is one backup in the bucket.

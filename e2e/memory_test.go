@@ -20,7 +20,7 @@ import (
 // cluster (README "Memory"). With 5 MiB parts, --jobs 2 and
 // --upload-concurrency 2 the backup's budget is 5 MiB × 3 parts (one pool
 // for all uploads) + 2 × 4 MiB + 20 MiB = 43 MiB, the restore's 28 MiB plus
-// 768 bytes a file; on top come the pages of the executable a run uses
+// 96 bytes a file; on top come the pages of the executable a run uses
 // (~27 MiB, file-backed; those only start-up used are released). Measured
 // (2 cores, MinIO, this test's binary: built with cgo): backup 53–58 MiB
 // with 134 MiB stored, restore 41–48 MiB, five runs (before the part pool:

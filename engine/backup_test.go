@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/faultyblob"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/control"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
@@ -237,7 +238,7 @@ func TestBackupContents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pgm, err := manifest.ReadPGManifest(bytes.NewReader(raw))
+	pgm, err := backupmanifest.Read(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("backup_manifest: %v", err)
 	}
@@ -253,10 +254,10 @@ func TestBackupContents(t *testing.T) {
 			t.Errorf("backup_manifest lists %s, not in the archives", pf.Path)
 			continue
 		}
-		crc := manifest.NewCRC32C()
+		crc := backupmanifest.NewCRC32C()
 		crc.Write(mem.data)
-		if pf.Size != int64(len(mem.data)) || pf.Checksum != manifest.CRC32CChecksum(crc.Sum32()) {
-			t.Errorf("%s: manifest size %d checksum %s, archive %d %s", pf.Path, pf.Size, pf.Checksum, len(mem.data), manifest.CRC32CChecksum(crc.Sum32()))
+		if pf.Size != int64(len(mem.data)) || pf.Checksum != backupmanifest.CRC32CChecksum(crc.Sum32()) {
+			t.Errorf("%s: manifest size %d checksum %s, archive %d %s", pf.Path, pf.Size, pf.Checksum, len(mem.data), backupmanifest.CRC32CChecksum(crc.Sum32()))
 		}
 	}
 	for name, mem := range members {

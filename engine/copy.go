@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/pagecheck"
-	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 	"github.com/pgcloudbackup/pgcloudbackup/uploader"
 )
@@ -42,11 +42,7 @@ func (r *backupRun) copy(ctx context.Context, s *session, p *backupPlan) error {
 		return fmt.Errorf("open %s: %w", key, err)
 	}
 	r.pgManifestUpload = obj
-	version := 1
-	if s.info.VersionNum >= 170000 {
-		version = 2
-	}
-	r.report.pgManifest, err = manifest.NewPGManifestWriter(obj, manifest.PGManifestOptions{Version: version, SystemIdentifier: s.info.SystemIdentifier})
+	r.report.pgManifest, err = backupmanifest.NewWriter(obj, backupmanifest.Options{Version: backupmanifest.VersionFor(s.info.VersionNum), SystemIdentifier: s.info.SystemIdentifier})
 	if err != nil {
 		return fmt.Errorf("start backup_manifest: %w", err)
 	}
@@ -162,7 +158,7 @@ func newWorker(out copyOutput, logger *slog.Logger, verifier *pagecheck.Verifier
 		verifier: verifier,
 		buf:      make([]byte, chunkSize),
 		page:     make([]byte, pagecheck.BlockSize),
-		crc:      manifest.NewCRC32C(),
+		crc:      backupmanifest.NewCRC32C(),
 	}
 }
 

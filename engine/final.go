@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -116,10 +117,10 @@ func (r *backupRun) planWAL(ctx context.Context, s *session, pgdata string, star
 }
 
 // manifestRanges are backup_manifest's "WAL-Ranges": one per timeline.
-func (p *walPlan) manifestRanges() []manifest.WALRange {
-	out := make([]manifest.WALRange, 0, len(p.spans))
+func (p *walPlan) manifestRanges() []backupmanifest.WALRange {
+	out := make([]backupmanifest.WALRange, 0, len(p.spans))
 	for _, s := range p.spans {
-		out = append(out, manifest.WALRange{Timeline: s.TLI, Start: s.Start, End: s.End})
+		out = append(out, backupmanifest.WALRange{Timeline: s.TLI, Start: s.Start, End: s.End})
 	}
 	return out
 }
@@ -204,7 +205,7 @@ func (r *backupRun) describe(info serverInfo, p *backupPlan, st *started, sp *st
 		FormatVersion:     manifest.FormatVersion,
 		ID:                r.id,
 		Label:             st.label,
-		Status:            "complete",
+		Status:            manifest.StatusComplete,
 		ToolVersion:       r.opts.ToolVersion,
 		PGVersion:         info.Version,
 		PGVersionNum:      info.VersionNum,

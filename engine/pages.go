@@ -20,7 +20,7 @@ type pageReport struct {
 
 func (p *pageReport) addNewWithData(logger *slog.Logger, path string, count int64, blocks []uint32) {
 	logger.Warn("pages marked new (pd_upper = 0) hold data: a zeroed page header? PostgreSQL does not verify these pages",
-		"file", path, "pages", count, "blocks", formatBlocks(blocks))
+		"file", path, "pages", count, "blocks", manifest.FormatBlocks(blocks, 20))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.newWithData = append(p.newWithData, manifest.ChecksumFailure{Path: path, Count: count, Blocks: append([]uint32(nil), blocks...)})

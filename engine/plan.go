@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/control"
-	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -170,7 +170,7 @@ func (r *backupRun) discoverTablespaces(ctx context.Context, s *session, pgdata 
 			oid:            uint32(oid),
 			spcName:        names[uint32(oid)],
 			location:       target,
-			manifestPrefix: manifest.TablespacePath(uint32(oid)) + "/",
+			manifestPrefix: backupmanifest.TablespacePath(uint32(oid)) + "/",
 			walkStart:      versionDir,
 		})
 	}

@@ -1,14 +1,12 @@
 package engine
 
 import (
-	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 )
 
@@ -18,7 +16,7 @@ import (
 type copyReport struct {
 	logger     *slog.Logger
 	progress   *Progress
-	pgManifest *manifest.PGManifestWriter // set before the first worker starts
+	pgManifest *backupmanifest.Writer // set before the first worker starts
 
 	mu            sync.Mutex
 	failures      []manifest.ChecksumFailure
@@ -35,7 +33,7 @@ func (c *copyReport) recordFile(path string, size int64, mtime time.Time, crc ui
 func (c *copyReport) copied(n int64) { c.progress.Add(n) }
 
 func (c *copyReport) checksumFailures(path string, count int64, blocks []uint32) {
-	c.logger.Warn("page checksum verification failed", "file", path, "failures", count, "blocks", formatBlocks(blocks))
+	c.logger.Warn("page checksum verification failed", "file", path, "failures", count, "blocks", manifest.FormatBlocks(blocks, 20))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.failures = append(c.failures, manifest.ChecksumFailure{Path: path, Count: count, Blocks: append([]uint32(nil), blocks...)})
@@ -58,19 +56,4 @@ func (c *copyReport) fill(m *manifest.Backup) {
 	c.mu.Unlock()
 	sort.Slice(m.ChecksumFailures, func(i, j int) bool { return m.ChecksumFailures[i].Path < m.ChecksumFailures[j].Path })
 	c.pages.fill(m)
-}
-
-func formatBlocks(blocks []uint32) string {
-	var b strings.Builder
-	for i, n := range blocks {
-		if i == 20 {
-			fmt.Fprintf(&b, ",… (%d in all)", len(blocks))
-			break
-		}
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(uint64(n), 10))
-	}
-	return b.String()
 }

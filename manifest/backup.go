@@ -1,3 +1,6 @@
+// Package manifest writes and reads manifest.json, our catalogue entry of
+// a backup (written last: its presence marks a complete backup). The
+// PostgreSQL-format backup_manifest is internal/pg/backupmanifest.
 package manifest
 
 import (
@@ -386,4 +389,33 @@ func checkKey(k string) error {
 		}
 	}
 	return nil
+}
+
+// FormatBlocks writes sorted block numbers (of ChecksumFailure and
+// NewPagesWithData) as ranges, "0-127, 300", at most max of them: a torn
+// file can fail on every page.
+func FormatBlocks(blocks []uint32, max int) string {
+	var b strings.Builder
+	ranges := 0
+	for i := 0; i < len(blocks); {
+		j := i
+		for j+1 < len(blocks) && blocks[j+1] == blocks[j]+1 {
+			j++
+		}
+		if ranges == max {
+			fmt.Fprintf(&b, ", … (%d more blocks)", len(blocks)-i)
+			break
+		}
+		if ranges > 0 {
+			b.WriteString(", ")
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d-%d", blocks[i], blocks[j])
+		} else {
+			fmt.Fprintf(&b, "%d", blocks[i])
+		}
+		ranges++
+		i = j + 1
+	}
+	return b.String()
 }

@@ -293,3 +293,21 @@ func TestRestorability(t *testing.T) {
 		t.Errorf("unknown wal_archive value accepted: %v", err)
 	}
 }
+
+func TestFormatBlocks(t *testing.T) {
+	for _, tt := range []struct {
+		blocks []uint32
+		max    int
+		want   string
+	}{
+		{nil, 5, ""},
+		{[]uint32{7}, 5, "7"},
+		{[]uint32{0, 1, 2, 3, 40, 42, 43}, 5, "0-3, 40, 42-43"},
+		{[]uint32{1, 3, 5, 7, 8}, 2, "1, 3, … (3 more blocks)"},
+		{[]uint32{2, 6}, 10, "2, 6"},
+	} {
+		if got := FormatBlocks(tt.blocks, tt.max); got != tt.want {
+			t.Errorf("FormatBlocks(%v, %d) = %q, want %q", tt.blocks, tt.max, got, tt.want)
+		}
+	}
+}

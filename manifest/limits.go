@@ -13,10 +13,6 @@ const (
 	// MaxBackupJSONSize bounds manifest.json. A real one is a few KiB:
 	// per tablespace its objects, plus the page checksum failures.
 	MaxBackupJSONSize = 16 << 20
-	// MaxPGManifestSize bounds backup_manifest (about 200 bytes per file:
-	// 1 GiB is some five million files). Restore and verify hold it in
-	// memory.
-	MaxPGManifestSize = 1 << 30
 	// MaxLabelLen is PostgreSQL's limit on a backup label (MAXPGPATH).
 	MaxLabelLen = 1024
 	// MaxPathLen bounds a tablespace location (MAXPGPATH).

@@ -1,105 +1,186 @@
 package restore
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/hashio"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // fileIndex is backup_manifest as a lookup table: every restored or
 // verified file is checked against it, and at the end every listed file must
-// have been seen. It holds one small entry per file of the backup.
+// have been seen. backup_manifest is streamed, never held: the index keeps
+// ~24 bytes and the path of each file (backupmanifest.Index) and a bit for
+// "seen", and the restore reads the object again to copy it into the
+// target (pinned to the SHA-256 of the first read).
 type fileIndex struct {
-	mu    sync.Mutex
-	files map[string]*indexEntry
-	pgm   *manifest.PGManifest
-	raw   []byte
+	mu   sync.Mutex
+	idx  *backupmanifest.Index
+	seen []uint64 // bit i: file i of idx was in the archives
+	// hdr is the manifest without its files: version, system identifier,
+	// WAL ranges.
+	hdr *backupmanifest.Manifest
+	// key, size and sha256 of the backup_manifest object as indexed.
+	key    string
+	size   int64
+	sha256 string
 	// WAL files (not listed in backup_manifest) may add up to walLimit
 	// bytes: none without WAL, else the backup's LSN range plus a
 	// segment's worth at each end.
 	walBytes, walLimit int64
 }
 
-type indexEntry struct {
-	size     int64
-	checksum string
-	seen     bool
-}
+// minPGManifestEntry is fewer bytes than any backup_manifest entry our
+// writer produces (~130 with the shortest path): it caps the index's
+// initial allocation by the manifest's size.
+const minPGManifestEntry = 100
 
-// loadIndex downloads backup_manifest, checks it against manifest.json's
-// SHA-256 and its own Manifest-Checksum, and indexes it.
+// loadIndex streams backup_manifest, checks it against manifest.json's
+// size and SHA-256 and its own Manifest-Checksum, and indexes it. The
+// manifest may list at most the files manifest.json counts (its WAL files
+// are counted there but not listed), which bounds the index whatever the
+// object holds; the memory budget is computed from that count.
 func loadIndex(ctx context.Context, store *storage.Store, m *manifest.Backup) (*fileIndex, error) {
 	key := store.BackupKey(m.ID, m.BackupManifest.Key)
-	if m.BackupManifest.Size > manifest.MaxPGManifestSize {
-		return nil, failure.New(failure.Failed, "backup %s is damaged: manifest.json gives %s %d bytes, more than the %d this version reads",
-			m.ID, key, m.BackupManifest.Size, int64(manifest.MaxPGManifestSize))
+	var files int64
+	for _, ts := range m.Tablespaces {
+		files += ts.Files
+	}
+	b := backupmanifest.NewIndexBuilder(files, min(files, m.BackupManifest.Size/minPGManifestEntry))
+	sum, hdr, err := streamPGManifest(ctx, store, m, key, func(f backupmanifest.File) error {
+		if f.ChecksumAlgorithm != backupmanifest.ChecksumAlgorithmCRC32C {
+			return fmt.Errorf("file %s uses checksum algorithm %q; only CRC32C is supported", f.Path, f.ChecksumAlgorithm)
+		}
+		crc, err := backupmanifest.ParseCRC32CChecksum(f.Checksum)
+		if err != nil {
+			return fmt.Errorf("file %s: %w", f.Path, err)
+		}
+		return b.Add(f.Path, f.Size, crc)
+	})
+	if err != nil {
+		b.Abort()
+		return nil, err
+	}
+	idx, err := b.Finish()
+	if err != nil {
+		return nil, failure.New(failure.Failed, "backup %s is damaged: %s: %v", m.ID, key, err)
+	}
+	x := &fileIndex{idx: idx, seen: make([]uint64, (idx.Len()+63)/64), hdr: hdr,
+		key: key, size: m.BackupManifest.Size, sha256: sum}
+	if m.WALIncluded && m.StopLSN >= m.StartLSN {
+		x.walLimit = int64(m.StopLSN-m.StartLSN) + 2*maxWALMember
+	}
+	return x, nil
+}
+
+// streamPGManifest reads backup_manifest once, through fn (nil: only
+// checked), checking its size and SHA-256 against manifest.json. It
+// returns the SHA-256 it read and the manifest without its files.
+func streamPGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, key string, fn func(backupmanifest.File) error) (string, *backupmanifest.Manifest, error) {
+	var hdr *backupmanifest.Manifest
+	sum, err := readPGManifest(ctx, store, m, key, func(r io.Reader) error {
+		var err error
+		hdr, err = backupmanifest.Scan(r, fn)
+		return err
+	})
+	return sum, hdr, err
+}
+
+// readPGManifest opens backup_manifest and hands it to consume, bounded by
+// manifest.json's size; then it checks the size and SHA-256 of what was
+// read (all of it, whatever consume left) against manifest.json.
+func readPGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, key string, consume func(io.Reader) error) (string, error) {
+	if m.BackupManifest.Size > backupmanifest.MaxSize {
+		return "", failure.New(failure.Failed, "backup %s is damaged: manifest.json gives %s %d bytes, more than the %d this version reads",
+			m.ID, key, m.BackupManifest.Size, int64(backupmanifest.MaxSize))
 	}
 	br, err := store.NewReader(ctx, key)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return nil, failure.New(failure.Failed, "backup %s is damaged: object %s is missing", m.ID, key)
+			return "", failure.New(failure.Failed, "backup %s is damaged: object %s is missing", m.ID, key)
 		}
-		return nil, store.Classify(err, "read "+key)
+		return "", store.Classify(err, "read "+key)
 	}
 	defer br.Close()
+	if br.Size() > m.BackupManifest.Size {
+		return "", failure.New(failure.Failed, "backup %s is damaged: object %s is larger than manifest.json says (%d bytes)", m.ID, key, m.BackupManifest.Size)
+	}
 	// The bucket is untrusted: read no more than manifest.json declares
 	// (one byte more shows a longer object).
-	raw, err := manifest.ReadBounded(br, br.Size(), m.BackupManifest.Size, key)
-	if err != nil {
-		var fe *failure.Error
-		if errors.As(err, &fe) {
-			return nil, failure.New(failure.Failed, "backup %s is damaged: object %s is larger than manifest.json says (%d bytes)", m.ID, key, m.BackupManifest.Size)
-		}
-		return nil, store.Classify(err, "read "+key)
+	src := &readErrors{r: br}
+	rr := &hashio.Reader{R: io.LimitReader(src, m.BackupManifest.Size+1), H: sha256.New()}
+	cerr := consume(rr)
+	if _, err := io.Copy(io.Discard, rr); err != nil && cerr == nil {
+		cerr = err
 	}
-	if int64(len(raw)) != m.BackupManifest.Size {
-		return nil, failure.New(failure.Failed, "backup %s is damaged: object %s has %d bytes, manifest.json says %d", m.ID, key, len(raw), m.BackupManifest.Size)
+	switch {
+	case ctx.Err() != nil:
+		return "", ctx.Err()
+	case src.err != nil:
+		// The store failed, not the manifest.
+		return "", store.Classify(src.err, "read "+key)
+	case rr.N > m.BackupManifest.Size:
+		return "", failure.New(failure.Failed, "backup %s is damaged: object %s is larger than manifest.json says (%d bytes)", m.ID, key, m.BackupManifest.Size)
+	case rr.N != m.BackupManifest.Size:
+		return "", failure.New(failure.Failed, "backup %s is damaged: object %s has %d bytes, manifest.json says %d", m.ID, key, rr.N, m.BackupManifest.Size)
 	}
-	sum := sha256.Sum256(raw)
-	if got := hex.EncodeToString(sum[:]); m.BackupManifest.SHA256 != "" && got != m.BackupManifest.SHA256 {
-		return nil, failure.New(failure.Failed, "backup %s is damaged: object %s has SHA-256 %s, manifest.json says %s", m.ID, key, got, m.BackupManifest.SHA256)
+	sum := hex.EncodeToString(rr.H.Sum(nil))
+	if m.BackupManifest.SHA256 != "" && sum != m.BackupManifest.SHA256 {
+		return "", failure.New(failure.Failed, "backup %s is damaged: object %s has SHA-256 %s, manifest.json says %s", m.ID, key, sum, m.BackupManifest.SHA256)
 	}
-	pgm, err := manifest.ReadPGManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, failure.New(failure.Failed, "backup %s is damaged: %s: %v", m.ID, key, err)
+	if cerr != nil {
+		return "", failure.New(failure.Failed, "backup %s is damaged: %s: %v", m.ID, key, cerr)
 	}
-	idx := &fileIndex{files: make(map[string]*indexEntry, len(pgm.Files)), pgm: pgm, raw: raw}
-	if m.WALIncluded && m.StopLSN >= m.StartLSN {
-		idx.walLimit = int64(m.StopLSN-m.StartLSN) + 2*maxWALMember
-	}
-	for _, f := range pgm.Files {
-		if f.ChecksumAlgorithm != manifest.ChecksumAlgorithmCRC32C {
-			return nil, fmt.Errorf("%s: file %s uses checksum algorithm %s; only CRC32C is supported", key, f.Path, f.ChecksumAlgorithm)
-		}
-		idx.files[f.Path] = &indexEntry{size: f.Size, checksum: f.Checksum}
-	}
-	return idx, nil
+	return sum, nil
 }
+
+// close gives the index's memory back.
+func (x *fileIndex) close() { x.idx.Close() }
+
+// readErrors remembers the first error of the reader under it, so that a
+// failing store is told apart from a damaged manifest.
+type readErrors struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrors) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// find returns the position of path in the index (which never changes
+// once built, so it needs no lock).
+func (x *fileIndex) find(path string) (int, bool) { return x.idx.Find(path) }
 
 // isFile reports whether backup_manifest lists path as a file.
 func (x *fileIndex) isFile(path string) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	_, ok := x.files[path]
+	_, ok := x.find(path)
 	return ok
 }
+
+func (x *fileIndex) seenLocked(i int) bool { return x.seen[i/64]&(1<<(i%64)) != 0 }
 
 // expect checks a member's declared size before any of its data is
 // written: a member backup_manifest does not list, or with another size,
 // is refused (WAL, not listed, may be at most a WAL segment).
 func (x *fileIndex) expect(path string, size int64) error {
+	i, ok := x.find(path)
 	x.mu.Lock()
-	e, ok := x.files[path]
-	seen := ok && e.seen
+	seen := ok && x.seenLocked(i)
 	walBytes := x.walBytes + size
 	if !ok && strings.HasPrefix(path, "pg_wal/") && size <= maxWALMember && walBytes <= x.walLimit {
 		x.walBytes = walBytes
@@ -118,8 +199,8 @@ func (x *fileIndex) expect(path string, size int64) error {
 		return fmt.Errorf("file %s is in the archives but not in backup_manifest", path)
 	case seen:
 		return fmt.Errorf("file %s appears twice in the archives", path)
-	case size != e.size:
-		return fmt.Errorf("file %s declares %d bytes, backup_manifest says %d", path, size, e.size)
+	case size != x.idx.Size(i):
+		return fmt.Errorf("file %s declares %d bytes, backup_manifest says %d", path, size, x.idx.Size(i))
 	}
 	return nil
 }
@@ -127,54 +208,54 @@ func (x *fileIndex) expect(path string, size int64) error {
 // check records a file read from the archives and compares it with
 // backup_manifest. WAL (pg_wal/...) is not listed there, as in PostgreSQL.
 func (x *fileIndex) check(path string, size int64, crc uint32) error {
-	x.mu.Lock()
-	e, ok := x.files[path]
-	if ok {
-		if e.seen {
-			x.mu.Unlock()
-			return fmt.Errorf("file %s appears twice in the archives", path)
-		}
-		e.seen = true
-	}
-	x.mu.Unlock()
+	i, ok := x.find(path)
 	if !ok {
 		if strings.HasPrefix(path, "pg_wal/") {
 			return nil
 		}
 		return fmt.Errorf("file %s is in the archives but not in backup_manifest", path)
 	}
-	if size != e.size {
-		return fmt.Errorf("file %s has %d bytes, backup_manifest says %d", path, size, e.size)
+	x.mu.Lock()
+	if x.seenLocked(i) {
+		x.mu.Unlock()
+		return fmt.Errorf("file %s appears twice in the archives", path)
 	}
-	if got := manifest.CRC32CChecksum(crc); got != e.checksum {
-		return fmt.Errorf("file %s has CRC32C %s, backup_manifest says %s", path, got, e.checksum)
+	x.seen[i/64] |= 1 << (i % 64)
+	x.mu.Unlock()
+	if want := x.idx.Size(i); size != want {
+		return fmt.Errorf("file %s has %d bytes, backup_manifest says %d", path, size, want)
+	}
+	if want := x.idx.CRC32C(i); crc != want {
+		return fmt.Errorf("file %s has CRC32C %s, backup_manifest says %s", path, backupmanifest.CRC32CChecksum(crc), backupmanifest.CRC32CChecksum(want))
 	}
 	return nil
 }
 
-// missing lists the files backup_manifest names that the archives lacked.
-func (x *fileIndex) missing() []string {
+// missing lists the files backup_manifest names that the archives lacked
+// (the first max of them) and how many there are.
+func (x *fileIndex) missing(max int) ([]string, int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	var out []string
-	for p, e := range x.files {
-		if !e.seen {
-			out = append(out, p)
+	n := 0
+	for i := 0; i < x.idx.Len(); i++ {
+		if !x.seenLocked(i) {
+			if n < max {
+				out = append(out, x.idx.Path(i))
+			}
+			n++
 		}
 	}
-	return out
+	return out, n
 }
 
 // missingError turns missing files into one error naming the first ones.
-func missingError(missing []string) error {
-	if len(missing) == 0 {
+func missingError(x *fileIndex) error {
+	shown, n := x.missing(5)
+	if n == 0 {
 		return nil
 	}
-	shown := missing
-	if len(shown) > 5 {
-		shown = shown[:5]
-	}
 	return failure.Wrap(failure.Failed,
-		fmt.Errorf("%d files listed in backup_manifest are missing from the archives: %s", len(missing), strings.Join(shown, ", ")),
+		fmt.Errorf("%d files listed in backup_manifest are missing from the archives: %s", n, strings.Join(shown, ", ")),
 		"an archive object is incomplete or was replaced")
 }

@@ -1,63 +1,73 @@
 package restore
 
 import (
-	"bytes"
-	"encoding/binary"
-	"encoding/hex"
+	"bufio"
+	"context"
 	"fmt"
-	"time"
+	"io"
+	"os"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
-// replaceManifestEntry re-writes backup_manifest with one file's content
-// replaced (tablespace_map, after the tablespaces moved), so the manifest
-// in the restored directory describes exactly what is there and
-// pg_verifybackup still checks every other file against the backup's
-// values. The rest is reproduced byte for byte by the same writer.
-func replaceManifestEntry(index *fileIndex, name string, data []byte, modTime time.Time) ([]byte, error) {
-	pgm := index.pgm
-	var buf bytes.Buffer
-	w, err := manifest.NewPGManifestWriter(&buf, manifest.PGManifestOptions{Version: pgm.Version, SystemIdentifier: pgm.SystemIdentifier})
+// writePGManifest copies backup_manifest into the restored data directory,
+// so pg_verifybackup can check it, reading the object again rather than
+// holding it since the index was built: the copy must have the SHA-256 the
+// index was built from. With replace set (tablespace_map, after the
+// tablespaces moved) that file's entry is rewritten, so the manifest
+// describes exactly what is in the directory.
+func writePGManifest(ctx context.Context, store *storage.Store, m *manifest.Backup, index *fileIndex, s *dirSink, replace *backupmanifest.ReplacedFile) error {
+	const name = "backup_manifest"
+	_ = s.root.Remove(name)
+	perm := s.smallFilePerm()
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return nil, err
+		return s.writeError("create", name, err)
 	}
-	for _, f := range pgm.Files {
-		if f.Path == name {
-			crc := manifest.NewCRC32C()
-			crc.Write(data)
-			if err := w.AddFile(name, int64(len(data)), modTime, crc.Sum32()); err != nil {
-				return nil, err
-			}
-			continue
+	fw := &writeErrors{w: f}
+	bw := bufio.NewWriterSize(fw, 64<<10)
+	sum, err := readPGManifest(ctx, store, m, index.key, func(r io.Reader) error {
+		if replace == nil {
+			_, err := io.Copy(bw, r)
+			return err
 		}
-		mt, err := f.ModTime()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Path, err)
-		}
-		crc, err := parseCRC32C(f.Checksum)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Path, err)
-		}
-		if err := w.AddFile(f.Path, f.Size, mt, crc); err != nil {
-			return nil, err
-		}
+		return backupmanifest.ReplaceFile(bw, r, backupmanifest.Options{Version: index.hdr.Version, SystemIdentifier: index.hdr.SystemIdentifier}, *replace)
+	})
+	if err == nil {
+		err = bw.Flush()
 	}
-	if err := w.Finish(pgm.WALRanges); err != nil {
-		return nil, err
+	if fw.err != nil {
+		// The target failed, not the manifest.
+		err = s.writeError("write", name, fw.err)
 	}
-	return buf.Bytes(), nil
+	if err == nil && sum != index.sha256 {
+		err = fmt.Errorf("backup %s: object %s changed while the backup was being restored (SHA-256 %s, then %s)", m.ID, index.key, index.sha256, sum)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = s.writeError("write", name, cerr)
+	}
+	if err != nil {
+		_ = s.root.Remove(name)
+		if replace != nil {
+			return fmt.Errorf("update backup_manifest for the moved tablespaces: %w", err)
+		}
+		return err
+	}
+	return s.modeAndOwner(name, perm)
 }
 
-// parseCRC32C inverts manifest.CRC32CChecksum.
-func parseCRC32C(s string) (uint32, error) {
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != 4 {
-		return 0, fmt.Errorf("CRC32C checksum %q is not 8 hex digits", s)
+// writeErrors remembers the first error of the writer under it.
+type writeErrors struct {
+	w   io.Writer
+	err error
+}
+
+func (w *writeErrors) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
 	}
-	v := binary.NativeEndian.Uint32(b)
-	if manifest.CRC32CChecksum(v) != s {
-		return 0, fmt.Errorf("CRC32C checksum %q does not round-trip", s)
-	}
-	return v, nil
+	return n, err
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -135,6 +136,7 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 	if err != nil {
 		return nil, err
 	}
+	defer index.close()
 	if err := checkObjects(ctx, store, m, opts.Jobs); err != nil {
 		return nil, err
 	}
@@ -188,12 +190,12 @@ func Restore(ctx context.Context, store *storage.Store, m *manifest.Backup, opts
 	if err := readAll(ctx, store, m, index, parts, opts.Jobs, opts.Progress, nil); err != nil {
 		return nil, err
 	}
-	if err := missingError(index.missing()); err != nil {
+	if err := missingError(index); err != nil {
 		return nil, err
 	}
 
 	base := locs[0]
-	if err := finishDataDir(base, locs, m, index, opts); err != nil {
+	if err := finishDataDir(ctx, store, base, locs, m, index, opts); err != nil {
 		return nil, err
 	}
 	opts.Progress.SetPhase("sync")
@@ -286,7 +288,7 @@ func plan(m *manifest.Backup, opts Options) ([]*location, map[string]string, err
 			if !l.mapped {
 				l.dir = ts.Location
 			}
-			links[manifest.TablespacePath(ts.OID)] = l.dir
+			links[backupmanifest.TablespacePath(ts.OID)] = l.dir
 		}
 		locs = append(locs, l)
 	}
@@ -602,7 +604,7 @@ func cleanup(l *location, logger *slog.Logger) {
 func partsOf(ts manifest.Tablespace, s sink) []part {
 	prefix := ""
 	if ts.OID != 0 {
-		prefix = manifest.TablespacePath(ts.OID) + "/"
+		prefix = backupmanifest.TablespacePath(ts.OID) + "/"
 	}
 	out := make([]part, 0, len(ts.Objects))
 	for _, o := range ts.Objects {
@@ -632,7 +634,7 @@ func readAll(ctx context.Context, store *storage.Store, m *manifest.Backup, inde
 		return nil
 	})
 	for i := 0; i < jobs && i < len(parts); i++ {
-		rd := &reader{store: store, backup: m, index: index, progress: p, crc: manifest.NewCRC32C()}
+		rd := &reader{store: store, backup: m, index: index, progress: p, crc: backupmanifest.NewCRC32C()}
 		g.Go(func() error {
 			for pt := range queue {
 				err := rd.read(gctx, pt)
@@ -658,7 +660,7 @@ func readAll(ctx context.Context, store *storage.Store, m *manifest.Backup, inde
 // (so pg_verifybackup can check the restored directory), tablespace_map
 // pointing at the restored locations, recovery settings, and the modes and
 // ownership of the restored directories.
-func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *fileIndex, opts Options) error {
+func finishDataDir(ctx context.Context, store *storage.Store, base *location, locs []*location, m *manifest.Backup, index *fileIndex, opts Options) error {
 	// initdb -g (group access) shows in the modes of the archived
 	// directories: the data directory and tablespaces get the same.
 	dirPerm := fs.FileMode(0o700)
@@ -666,7 +668,7 @@ func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *
 		dirPerm = 0o750
 	}
 	base.sink.filePerm = 0o600 | dirPerm&0o040
-	raw := index.raw
+	var replace *backupmanifest.ReplacedFile
 	if len(locs) > 1 {
 		// Always rewritten from the checked locations: PostgreSQL makes
 		// the pg_tblspc links from this file when it starts.
@@ -676,13 +678,13 @@ func finishDataDir(base *location, locs []*location, m *manifest.Backup, index *
 				if err := writeFile(base.sink, "tablespace_map", data); err != nil {
 					return err
 				}
-				if raw, err = replaceManifestEntry(index, "tablespace_map", data, time.Now()); err != nil {
-					return fmt.Errorf("update backup_manifest for the moved tablespaces: %w", err)
-				}
+				crc := backupmanifest.NewCRC32C()
+				crc.Write(data)
+				replace = &backupmanifest.ReplacedFile{Path: "tablespace_map", Size: int64(len(data)), ModTime: time.Now(), CRC32C: crc.Sum32()}
 			}
 		}
 	}
-	if err := writeFile(base.sink, "backup_manifest", raw); err != nil {
+	if err := writePGManifest(ctx, store, m, index, base.sink, replace); err != nil {
 		return err
 	}
 	if err := recoverySettings(base.sink, m, opts); err != nil {
@@ -722,13 +724,24 @@ func tablespaceMap(locs []*location) []byte {
 // the data directory's file mode (0600, 0640 with group access) and owner.
 func writeFile(s *dirSink, name string, data []byte) error {
 	_ = s.root.Remove(name)
-	perm := s.filePerm
-	if perm == 0 {
-		perm = 0o600
-	}
+	perm := s.smallFilePerm()
 	if err := s.root.WriteFile(name, data, perm); err != nil {
 		return s.writeError("write", name, err)
 	}
+	return s.modeAndOwner(name, perm)
+}
+
+// smallFilePerm is the mode of the files the restore writes itself.
+func (s *dirSink) smallFilePerm() fs.FileMode {
+	if s.filePerm == 0 {
+		return 0o600
+	}
+	return s.filePerm
+}
+
+// modeAndOwner gives a file the restore wrote its mode (whatever the
+// umask) and the data directory's owner.
+func (s *dirSink) modeAndOwner(name string, perm fs.FileMode) error {
 	if err := s.root.Chmod(name, perm); err != nil {
 		return s.writeError("chmod", name, err)
 	}

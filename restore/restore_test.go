@@ -18,6 +18,7 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/engine"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -258,10 +259,11 @@ func craftBackup(t *testing.T, store *storage.Store, id string, members []tar.He
 	var tarBuf bytes.Buffer
 	tw := tar.NewWriter(&tarBuf)
 	var pgm bytes.Buffer
-	w, err := manifest.NewPGManifestWriter(&pgm, manifest.PGManifestOptions{Version: 1})
+	w, err := backupmanifest.NewWriter(&pgm, backupmanifest.Options{Version: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var files int64
 	for _, h := range members {
 		h := h
 		data := []byte("evil")
@@ -273,15 +275,16 @@ func craftBackup(t *testing.T, store *storage.Store, id string, members []tar.He
 		}
 		if h.Typeflag == tar.TypeReg {
 			tw.Write(data)
-			crc := manifest.NewCRC32C()
+			crc := backupmanifest.NewCRC32C()
 			crc.Write(data)
 			if err := w.AddFile(strings.TrimPrefix(h.Name, "/"), h.Size, h.ModTime, crc.Sum32()); err != nil {
 				t.Fatal(err)
 			}
+			files++
 		}
 	}
 	tw.Close()
-	if err := w.Finish([]manifest.WALRange{{Timeline: 1, Start: 0x1000000, End: 0x1000100}}); err != nil {
+	if err := w.Finish([]backupmanifest.WALRange{{Timeline: 1, Start: 0x1000000, End: 0x1000100}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -293,9 +296,9 @@ func craftBackup(t *testing.T, store *storage.Store, id string, members []tar.He
 		return manifest.Object{Key: name, Size: int64(len(data)), RawSize: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 	}
 	return &manifest.Backup{
-		FormatVersion: manifest.FormatVersion, ID: id, Status: "complete",
+		FormatVersion: manifest.FormatVersion, ID: id, Status: manifest.StatusComplete,
 		Tablespaces: []manifest.Tablespace{
-			{Name: "pg_default", Objects: []manifest.Object{put("base.00001.tar", tarBuf.Bytes())}},
+			{Name: "pg_default", Files: files, Objects: []manifest.Object{put("base.00001.tar", tarBuf.Bytes())}},
 			// A legitimate tablespace, so pg_tblspc/16385 is an allowed link.
 			{OID: 16385, Name: "spc", Location: "/nonexistent/original"},
 		},

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
@@ -277,14 +278,18 @@ func TestLookupOwner(t *testing.T) {
 // TestWALBounded: WAL members (not in backup_manifest) are bounded per
 // file and in total by the backup's LSN range; none without WAL.
 func TestWALBounded(t *testing.T) {
-	x := &fileIndex{files: map[string]*indexEntry{}}
+	empty, err := backupmanifest.NewIndexBuilder(0, 0).Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &fileIndex{idx: empty}
 	if err := x.expect("pg_wal/000000010000000000000001", 16<<20); err == nil {
 		t.Error("WAL in a backup without WAL accepted")
 	}
 	if err := x.expect("pg_wal/archive_status/000000010000000000000001.done", 0); err != nil {
 		t.Errorf("empty marker refused: %v", err)
 	}
-	x = &fileIndex{files: map[string]*indexEntry{}, walLimit: 3 * maxWALMember}
+	x = &fileIndex{idx: empty, walLimit: 3 * maxWALMember}
 	if err := x.expect("pg_wal/000000010000000000000001", maxWALMember+1); err == nil {
 		t.Error("a WAL file over 1 GiB accepted")
 	}

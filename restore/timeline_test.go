@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgcloudbackup/pgcloudbackup/codec"
 	"github.com/pgcloudbackup/pgcloudbackup/engine"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
@@ -43,13 +44,13 @@ func fileStore(t *testing.T) *storage.Store {
 	return store
 }
 
-func walRanges(t *testing.T, store *storage.Store, m *manifest.Backup) []manifest.WALRange {
+func walRanges(t *testing.T, store *storage.Store, m *manifest.Backup) []backupmanifest.WALRange {
 	t.Helper()
 	raw, err := store.ReadAll(context.Background(), store.BackupKey(m.ID, storage.PGManifestName), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pgm, err := manifest.ReadPGManifest(bytes.NewReader(raw))
+	pgm, err := backupmanifest.Read(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("backup_manifest: %v", err)
 	}

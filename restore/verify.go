@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/progress"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -66,10 +67,11 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 		rep.Problems = append(rep.Problems, err.Error())
 		return rep, verifyError(rep)
 	}
+	defer index.close()
 	links := map[string]string{}
 	for _, ts := range m.Tablespaces {
 		if ts.OID != 0 {
-			links[manifest.TablespacePath(ts.OID)] = ts.Location
+			links[backupmanifest.TablespacePath(ts.OID)] = ts.Location
 		}
 	}
 	s := newDiscardSink(links)
@@ -103,7 +105,7 @@ func Verify(ctx context.Context, store *storage.Store, m *manifest.Backup, opts 
 	// Missing files only mean something when every object read cleanly;
 	// otherwise they are the damaged objects' files.
 	if !damagedObjects {
-		if err := missingError(index.missing()); err != nil {
+		if err := missingError(index); err != nil {
 			rep.Problems = append(rep.Problems, err.Error())
 		}
 	}

@@ -121,7 +121,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, f *backupFlags, metrics *ru
 	if err != nil {
 		return err
 	}
-	defer setBackupMemory(budget)()
+	defer setRunMemory(budget, backupGCPercent)()
 	if jobs != f.jobs || conc != f.uploadConcurrency {
 		g.logger.Info("memory budget: fewer parallel streams", "memory", f.memory, "jobs", jobs, "upload_concurrency", conc)
 	}
@@ -217,7 +217,7 @@ func printBackupSummary(w io.Writer, m *manifest.Backup, elapsed time.Duration) 
 	default:
 		fmt.Fprintf(w, "  checksums:    %d PAGE CHECKSUM FAILURES in %d files:\n", m.ChecksumFailuresTotal, len(m.ChecksumFailures))
 		for _, cf := range m.ChecksumFailures {
-			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, blockList(cf.Blocks))
+			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, manifest.FormatBlocks(cf.Blocks, 10))
 		}
 	}
 	if m.NewPagesWithDataTotal > 0 {
@@ -225,7 +225,7 @@ func printBackupSummary(w io.Writer, m *manifest.Backup, elapsed time.Duration) 
 		// valid pages either.
 		fmt.Fprintf(w, "  new pages:    %d PAGES MARKED NEW (pd_upper = 0) HOLD DATA in %d files:\n", m.NewPagesWithDataTotal, len(m.NewPagesWithData))
 		for _, cf := range m.NewPagesWithData {
-			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, blockList(cf.Blocks))
+			fmt.Fprintf(w, "                %s: %d (blocks %s)\n", cf.Path, cf.Count, manifest.FormatBlocks(cf.Blocks, 10))
 		}
 	}
 	if len(m.PartialPages) > 0 {

@@ -70,7 +70,7 @@ directory (the backup's numeric owners when that is root).`,
 	fl.StringVarP(&f.target, "target", "D", "", "data directory to create (absent or empty)")
 	fl.StringArrayVarP(&f.tablespaceMap, "tablespace-map", "T", nil, "move a tablespace: OID=DIR (repeatable)")
 	fl.IntVarP(&f.jobs, "jobs", "j", runtime.NumCPU(), "objects downloaded and extracted at once")
-	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 32MiB: jobs left at its default shrinks to fit (default: jobs × 4MiB + files × 768 bytes + 20MiB)")
+	fl.StringVar(&f.memory, "memory", "", "memory budget, e.g. 32MiB: jobs left at its default shrinks to fit (default: jobs × 4MiB + files × 96 bytes + 20MiB)")
 	fl.BoolVar(&f.overwrite, "overwrite", false, "empty the target and --tablespace-map directories first (never an original tablespace location, never a running server's files)")
 	fl.BoolVar(&f.recovery, "recovery", false, "write recovery.signal (recover from the archive, then promote)")
 	fl.BoolVar(&f.standby, "standby", false, "write standby.signal (start as a standby)")
@@ -162,7 +162,7 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	f.jobs = jobs
 	opts.Jobs = jobs
-	setMemoryLimit(budget)
+	defer setRunMemory(budget, restoreGCPercent)()
 	if dropped, err := dropFetchForStreaming(ctx, g, store, f); err != nil {
 		return err
 	} else if dropped {

@@ -130,7 +130,7 @@ func printPageList(w io.Writer, title, column string, failures []manifest.Checks
 	tw := newTable(w)
 	fmt.Fprintln(tw, "  FILE\t"+column+"\tBLOCKS")
 	for _, f := range failures {
-		fmt.Fprintf(tw, "  %s\t%d\t%s\n", oneLine(f.Path), f.Count, blockRanges(f.Blocks, 20))
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", oneLine(f.Path), f.Count, manifest.FormatBlocks(f.Blocks, 20))
 	}
 	_ = tw.Flush()
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
 )
 
@@ -83,17 +84,13 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-// oneLine keeps a user-supplied label from breaking table rows.
+// oneLine keeps a user-supplied label from breaking table rows ("-" for
+// none).
 func oneLine(s string) string {
-	if s == "" {
+	if s = failure.OneLineText(s); s == "" {
 		return "-"
 	}
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
+	return s
 }
 
 // shortVersion drops a packager's suffix ("15.18 (Debian 15.18-0+deb12u1)")
@@ -109,46 +106,4 @@ func tablespaceLabel(ts manifest.Tablespace) string {
 		return "base"
 	}
 	return fmt.Sprint(ts.OID)
-}
-
-// blockList is the first ten block numbers as they are, for the backup
-// summary; show prints them as ranges (blockRanges).
-func blockList(blocks []uint32) string {
-	parts := make([]string, 0, len(blocks))
-	for i, b := range blocks {
-		if i == 10 {
-			parts = append(parts, "…")
-			break
-		}
-		parts = append(parts, fmt.Sprint(b))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// blockRanges writes sorted block numbers as ranges ("0-127, 300"), at
-// most max of them: a torn file can fail on every page.
-func blockRanges(blocks []uint32, max int) string {
-	var b strings.Builder
-	ranges := 0
-	for i := 0; i < len(blocks); {
-		j := i
-		for j+1 < len(blocks) && blocks[j+1] == blocks[j]+1 {
-			j++
-		}
-		if ranges == max {
-			fmt.Fprintf(&b, ", … (%d more blocks; --json lists all)", len(blocks)-i)
-			break
-		}
-		if ranges > 0 {
-			b.WriteString(", ")
-		}
-		if j > i {
-			fmt.Fprintf(&b, "%d-%d", blocks[i], blocks[j])
-		} else {
-			fmt.Fprintf(&b, "%d", blocks[i])
-		}
-		ranges++
-		i = j + 1
-	}
-	return b.String()
 }

@@ -67,8 +67,8 @@ func TestFitRestore(t *testing.T) {
 	if j, b, err := fitRestore(0, 2, false, 0); err != nil || j != 2 || b != 28*mib {
 		t.Errorf("defaults: jobs %d, budget %d MiB, %v; want 2, 28 MiB", j, b/mib, err)
 	}
-	// 4096 files × 768 bytes: 3 MiB
-	if j, b, err := fitRestore(0, 2, false, 4096); err != nil || j != 2 || b != 31*mib {
+	// 32768 files × 96 bytes: 3 MiB
+	if j, b, err := fitRestore(0, 2, false, 32768); err != nil || j != 2 || b != 31*mib {
 		t.Errorf("with files: jobs %d, budget %d MiB, %v; want 2, 31 MiB", j, b/mib, err)
 	}
 	if j, b, err := fitRestore(25*mib, 8, false, 0); err != nil || j != 1 || b != 25*mib {
@@ -109,7 +109,7 @@ func TestSetBackupMemoryGC(t *testing.T) {
 	}
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	defer debug.SetGCPercent(debug.SetGCPercent(75))
-	restoreGC := setBackupMemory(1 << 40)
+	restoreGC := setRunMemory(1<<40, backupGCPercent)
 	if got := debug.SetGCPercent(backupGCPercent); got != backupGCPercent {
 		t.Errorf("GOGC during a backup = %d, want %d", got, backupGCPercent)
 	}

@@ -89,8 +89,19 @@ func HintOf(err error) string {
 	return ""
 }
 
-// OneLine is err's message with every run of white space (line breaks
-// included) folded into one space: errors are shown as one line.
+// OneLine is err's message as OneLineText: errors are shown as one line.
 func OneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return OneLineText(err.Error())
+}
+
+// OneLineText folds text for one line of output (an error, a label or a
+// path from the bucket in a table): control characters become spaces, and
+// every run of white space (line breaks included) one space.
+func OneLineText(s string) string {
+	return strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)), " ")
 }

@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"bufio"
@@ -52,6 +52,15 @@ func (k tokKind) String() string {
 		return "a literal"
 	}
 }
+
+// maxToken bounds one string, number or literal: the longest real one is
+// an Encoded-Path of MAXPGPATH bytes in hex, so this keeps a hostile
+// manifest from growing the lexer's buffer to its own size.
+const maxToken = 64 << 10
+
+// maxWALRanges bounds the WAL-Ranges list (one range per timeline the
+// backup crossed: real manifests have one or two).
+const maxWALRanges = 1 << 16
 
 type lexer struct {
 	r    *bufio.Reader
@@ -140,6 +149,9 @@ func (l *lexer) str() error {
 		}
 		l.val = append(l.val, buf[:i]...)
 		_, _ = l.r.Discard(i)
+		if len(l.val) > maxToken {
+			return l.errorf("a string longer than %d bytes", maxToken)
+		}
 		if i == len(buf) {
 			continue
 		}
@@ -245,6 +257,9 @@ func (l *lexer) scan(first byte, in func(byte) bool) error {
 		}
 		if !in(c) {
 			return l.r.UnreadByte()
+		}
+		if len(l.val) == maxToken {
+			return l.errorf("a token longer than %d bytes", maxToken)
 		}
 		l.val = append(l.val, c)
 	}

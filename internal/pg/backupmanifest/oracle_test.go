@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"bytes"
@@ -77,7 +77,7 @@ func TestPGVerifyBackupAcceptsOurManifest(t *testing.T) {
 	// Write the manifest the way the engine will: workers add files
 	// concurrently while the CRC and stat come from the files themselves.
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, PGManifestOptions{Version: 1})
+	w, err := NewWriter(&buf, Options{Version: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,11 +184,11 @@ func TestReproduceServerManifest(t *testing.T) {
 		}
 	}
 
-	m, err := ReadPGManifest(bytes.NewReader(server))
+	m, err := Read(bytes.NewReader(server))
 	if err != nil {
-		t.Fatalf("ReadPGManifest on the server's manifest: %v", err)
+		t.Fatalf("Read on the server's manifest: %v", err)
 	}
-	if m.Version != PGManifestVersionFor(c.Version()*10000) {
+	if m.Version != VersionFor(c.Version()*10000) {
 		t.Errorf("server wrote version %d", m.Version)
 	}
 	if len(m.Files) < 100 || len(m.WALRanges) == 0 {
@@ -198,7 +198,7 @@ func TestReproduceServerManifest(t *testing.T) {
 	// Our CRC-32C and its text match the server's for every file, and
 	// re-writing the same entries gives the server's bytes exactly.
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, PGManifestOptions{Version: m.Version, SystemIdentifier: m.SystemIdentifier})
+	w, err := NewWriter(&buf, Options{Version: m.Version, SystemIdentifier: m.SystemIdentifier})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
-package manifest
+package backupmanifest
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,18 +18,23 @@ import (
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 )
 
-// PGManifest is a parsed backup_manifest.
-type PGManifest struct {
+// MaxSize bounds the backup_manifest a restore reads from the bucket
+// (about 200 bytes a file: 1 GiB is some five million files). It is
+// streamed, never held.
+const MaxSize = 1 << 30
+
+// Manifest is a parsed backup_manifest.
+type Manifest struct {
 	Version          int
 	SystemIdentifier uint64 // version 2 only
-	Files            []PGFile
+	Files            []File
 	WALRanges        []WALRange
 	// ManifestChecksum is the verified SHA-256 (hex) of the manifest.
 	ManifestChecksum string
 }
 
-// PGFile is one "Files" entry.
-type PGFile struct {
+// File is one "Files" entry.
+type File struct {
 	Path              string // decoded from Encoded-Path when the manifest has that
 	Size              int64
 	LastModified      string // as written, e.g. "2024-05-01 12:00:00 GMT"
@@ -37,14 +43,20 @@ type PGFile struct {
 }
 
 // ModTime parses LastModified.
-func (f PGFile) ModTime() (time.Time, error) { return ParseLastModified(f.LastModified) }
+func (f File) ModTime() (time.Time, error) { return ParseLastModified(f.LastModified) }
 
-// ReadPGManifest parses a backup_manifest, checks its structure as
+// Read parses a backup_manifest, checks its structure as
 // PostgreSQL's parser does (plus: no duplicate paths or fields, known
 // checksum algorithms, valid UTF-8) and verifies its Manifest-Checksum.
-func ReadPGManifest(r io.Reader) (*PGManifest, error) {
-	var files []PGFile
-	m, err := ScanPGManifest(r, func(f PGFile) error {
+// It holds every entry: restores use Scan and an Index.
+func Read(r io.Reader) (*Manifest, error) {
+	var files []File
+	seen := map[string]struct{}{}
+	m, err := Scan(r, func(f File) error {
+		if _, dup := seen[f.Path]; dup {
+			return fmt.Errorf("duplicate path name in backup manifest: %q", f.Path)
+		}
+		seen[f.Path] = struct{}{}
 		files = append(files, f)
 		return nil
 	})
@@ -55,15 +67,17 @@ func ReadPGManifest(r io.Reader) (*PGManifest, error) {
 	return m, nil
 }
 
-// ScanPGManifest parses a backup_manifest like ReadPGManifest but hands each
-// file entry to fn instead of keeping the list (its Files stays nil), so a
-// restore of millions of files does not hold all the entries (only the set
-// of paths, to reject duplicates as pg_verifybackup does). The entries reach fn
-// before the manifest checksum can be verified: act on them only once
-// ScanPGManifest has returned without error.
-func ScanPGManifest(r io.Reader, fn func(PGFile) error) (*PGManifest, error) {
+// Scan parses a backup_manifest like Read but hands each
+// file entry to fn instead of keeping the list (its Files stays nil). Its
+// memory is bounded whatever the input (tokens of at most maxToken bytes, at
+// most maxWALRanges ranges, no line buffered). It does not look for
+// duplicate paths: that needs every path, which the caller keeps (an
+// IndexBuilder refuses them). The entries reach fn before the manifest
+// checksum can be verified: act on them only once Scan has
+// returned without error.
+func Scan(r io.Reader, fn func(File) error) (*Manifest, error) {
 	lh := &lineHasher{r: r, h: sha256.New()}
-	p := &pgParser{lx: newLexer(lh), fn: fn, seen: make(map[string]struct{})}
+	p := &pgParser{lx: newLexer(lh), fn: fn}
 	m, err := p.parse()
 	if err != nil {
 		if lh.err != nil {
@@ -71,10 +85,10 @@ func ScanPGManifest(r io.Reader, fn func(PGFile) error) (*PGManifest, error) {
 		}
 		return nil, fmt.Errorf("parse backup_manifest: %w", err)
 	}
-	if err := lh.check(); err != nil {
+	actual, err := lh.sum()
+	if err != nil {
 		return nil, fmt.Errorf("parse backup_manifest: %w", err)
 	}
-	actual := hex.EncodeToString(lh.h.Sum(nil))
 	if len(m.ManifestChecksum) != sha256.Size*2 {
 		return nil, fmt.Errorf("parse backup_manifest: invalid manifest checksum %q", m.ManifestChecksum)
 	}
@@ -86,20 +100,21 @@ func ScanPGManifest(r io.Reader, fn func(PGFile) error) (*PGManifest, error) {
 	return m, nil
 }
 
-// maxManifestLine bounds the bytes kept for the line-based checksum; a real
-// line is a few hundred bytes, so anything near this is not a manifest.
-const maxManifestLine = 64 << 20
-
 // lineHasher passes the manifest through to the JSON decoder while hashing
-// every byte up to and including its next-to-last newline: the checksum
-// covers all lines but the last one, which holds the checksum itself.
+// it: the checksum covers every byte up to and including the next-to-last
+// newline (the last line holds the checksum itself). Every byte is hashed
+// as it passes and the hash's state is saved at each newline, so that at
+// the end the state at the next-to-last one gives the checksum; nothing is
+// buffered however long a line is.
 type lineHasher struct {
 	r        io.Reader
 	h        hash.Hash
-	pending  []byte // bytes read but not hashed: at most one whole line and a partial one
-	lineEnd  int    // length of the whole line at the start of pending (0: none)
+	atLast   []byte // the hash's state at the last newline
+	atPrev   []byte // ... and at the one before
 	newlines int64
-	err      error // a reader error or a limit, reported instead of the JSON error
+	lastByte byte
+	utf8     utf8Stream
+	err      error // a reader error or invalid input, reported instead of the JSON error
 }
 
 func (l *lineHasher) Read(p []byte) (int, error) {
@@ -117,61 +132,101 @@ func (l *lineHasher) Read(p []byte) (int, error) {
 }
 
 func (l *lineHasher) consume(b []byte) error {
+	if !l.utf8.valid(b) {
+		return errors.New("backup_manifest is not valid UTF-8")
+	}
+	l.lastByte = b[len(b)-1]
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
-			l.pending = append(l.pending, b...)
+			l.h.Write(b)
+			return nil
+		}
+		l.h.Write(b[:i+1])
+		b = b[i+1:]
+		l.newlines++
+		// Two buffers in turn: no allocation per line.
+		st, err := l.h.(encoding.BinaryAppender).AppendBinary(l.atPrev[:0])
+		if err != nil {
+			return err
+		}
+		l.atPrev, l.atLast = l.atLast, st
+	}
+	return nil
+}
+
+// sum applies PostgreSQL's rules to the end of the manifest once it has
+// all been read (at least two lines, the last one newline-terminated) and
+// returns the hex SHA-256 of all lines but the last.
+func (l *lineHasher) sum() (string, error) {
+	if l.newlines < 2 {
+		return "", errors.New("expected at least 2 lines")
+	}
+	if l.lastByte != '\n' {
+		return "", errors.New("last line not newline-terminated")
+	}
+	if !l.utf8.end() {
+		return "", errors.New("backup_manifest is not valid UTF-8")
+	}
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(l.atPrev); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// utf8Stream checks that a stream is valid UTF-8 chunk by chunk, carrying a
+// character cut at a chunk's end over to the next.
+type utf8Stream struct {
+	carry [utf8.UTFMax]byte
+	n     int
+}
+
+func (u *utf8Stream) valid(b []byte) bool {
+	if u.n > 0 {
+		// Complete the carried character with the first bytes of b.
+		var buf [2 * utf8.UTFMax]byte
+		k := copy(buf[:], u.carry[:u.n])
+		k += copy(buf[k:], b[:min(len(b), utf8.UTFMax)])
+		if !utf8.FullRune(buf[:k]) {
+			if k == len(buf) || len(b) >= utf8.UTFMax {
+				return false
+			}
+			u.n = copy(u.carry[:], buf[:k])
+			return true
+		}
+		r, size := utf8.DecodeRune(buf[:k])
+		if r == utf8.RuneError && size <= 1 {
+			return false
+		}
+		b = b[size-u.n:]
+		u.n = 0
+	}
+	// Hold back a character cut at the end of b.
+	cut := len(b)
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				cut = i
+			}
 			break
 		}
-		l.newlines++
-		// A new line ends, so the whole line we were holding back is not
-		// the last one after all.
-		if l.lineEnd > 0 {
-			if err := l.commit(l.pending[:l.lineEnd]); err != nil {
-				return err
-			}
-			n := copy(l.pending, l.pending[l.lineEnd:])
-			l.pending = l.pending[:n]
-		}
-		l.pending = append(l.pending, b[:i+1]...)
-		l.lineEnd = len(l.pending)
-		b = b[i+1:]
 	}
-	if len(l.pending) > maxManifestLine {
-		return fmt.Errorf("a line longer than %d bytes: not a backup manifest", maxManifestLine)
+	if !utf8.Valid(b[:cut]) {
+		return false
 	}
-	return nil
+	u.n = copy(u.carry[:], b[cut:])
+	return true
 }
 
-func (l *lineHasher) commit(line []byte) error {
-	if !utf8.Valid(line) {
-		return errors.New("backup_manifest is not valid UTF-8")
-	}
-	l.h.Write(line)
-	return nil
-}
-
-// check applies PostgreSQL's rules to the end of the manifest once it has
-// all been read: at least two lines, and the last one newline-terminated.
-func (l *lineHasher) check() error {
-	if l.newlines < 2 {
-		return errors.New("expected at least 2 lines")
-	}
-	if l.lineEnd != len(l.pending) {
-		return errors.New("last line not newline-terminated")
-	}
-	if !utf8.Valid(l.pending) {
-		return errors.New("backup_manifest is not valid UTF-8")
-	}
-	return nil
-}
+// end reports whether the stream did not stop inside a character.
+func (u *utf8Stream) end() bool { return u.n == 0 }
 
 // pgParser reads the manifest in the order PostgreSQL's parser
 // (src/common/parse_manifest.c) expects it.
 type pgParser struct {
-	lx   *lexer
-	fn   func(PGFile) error
-	seen map[string]struct{} // paths, to reject duplicates as pg_verifybackup does
+	lx *lexer
+	fn func(File) error
 }
 
 // expect reads a token of kind k; where (e.g. "after Size") only goes into
@@ -281,8 +336,8 @@ func (p *pgParser) valueBytes(k tokKind, what string) ([]byte, error) {
 	return p.lx.val, nil
 }
 
-func (p *pgParser) parse() (*PGManifest, error) {
-	m := &PGManifest{}
+func (p *pgParser) parse() (*Manifest, error) {
+	m := &Manifest{}
 	if err := p.expect(tLBrace, "at the start of the manifest"); err != nil {
 		return nil, err
 	}
@@ -339,6 +394,9 @@ func (p *pgParser) parse() (*PGManifest, error) {
 				if err != nil {
 					return err
 				}
+				if len(m.WALRanges) == maxWALRanges {
+					return p.lx.errorf("more than %d WAL ranges", maxWALRanges)
+				}
 				m.WALRanges = append(m.WALRanges, r)
 				return nil
 			})
@@ -382,7 +440,7 @@ func (p *pgParser) parse() (*PGManifest, error) {
 // file reads one file object after its "{".
 func (p *pgParser) file() error {
 	var (
-		f                               PGFile
+		f                               File
 		path, encoded                   string
 		size                            int64
 		havePath, haveEncoded, haveSize bool
@@ -472,10 +530,6 @@ func (p *pgParser) file() error {
 			return p.lx.errorf("invalid checksum for file %q: %q", f.Path, f.Checksum)
 		}
 	}
-	if _, dup := p.seen[f.Path]; dup {
-		return p.lx.errorf("duplicate path name in backup manifest: %q", f.Path)
-	}
-	p.seen[f.Path] = struct{}{}
 	if p.fn != nil {
 		return p.fn(f)
 	}

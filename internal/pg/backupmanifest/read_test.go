@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 func sampleManifest(t *testing.T) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, PGManifestOptions{})
+	w, err := NewWriter(&buf, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func sampleManifest(t *testing.T) []byte {
 
 func TestReadRejectsTamperedManifest(t *testing.T) {
 	good := sampleManifest(t)
-	if _, err := ReadPGManifest(bytes.NewReader(good)); err != nil {
+	if _, err := Read(bytes.NewReader(good)); err != nil {
 		t.Fatalf("good manifest rejected: %v", err)
 	}
 	// Change one digit of a size: still well-formed JSON, only the
@@ -44,7 +44,7 @@ func TestReadRejectsTamperedManifest(t *testing.T) {
 	}
 	bad := bytes.Clone(good)
 	bad[i+len(`"Size": 2`)] = '1'
-	_, err := ReadPGManifest(bytes.NewReader(bad))
+	_, err := Read(bytes.NewReader(bad))
 	if err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 		t.Errorf("tampered size: err = %v, want checksum mismatch", err)
 	}
@@ -53,7 +53,7 @@ func TestReadRejectsTamperedManifest(t *testing.T) {
 	for i := range good {
 		bad := bytes.Clone(good)
 		bad[i] ^= 0x01
-		if _, err := ReadPGManifest(bytes.NewReader(bad)); err == nil {
+		if _, err := Read(bytes.NewReader(bad)); err == nil {
 			t.Fatalf("byte %d changed (%q -> %q) and still accepted", i, good[i], bad[i])
 		}
 	}
@@ -62,16 +62,16 @@ func TestReadRejectsTamperedManifest(t *testing.T) {
 func TestReadRejectsTruncatedManifest(t *testing.T) {
 	good := sampleManifest(t)
 	for n := 0; n < len(good); n++ {
-		_, err := ReadPGManifest(bytes.NewReader(good[:n]))
+		_, err := Read(bytes.NewReader(good[:n]))
 		if err == nil {
 			t.Fatalf("manifest truncated to %d of %d bytes accepted", n, len(good))
 		}
 	}
 	// Reading in tiny pieces does not change the verdict on a good one.
-	if _, err := ReadPGManifest(iotest.OneByteReader(bytes.NewReader(good))); err != nil {
+	if _, err := Read(iotest.OneByteReader(bytes.NewReader(good))); err != nil {
 		t.Fatalf("one-byte reads: %v", err)
 	}
-	_, err := ReadPGManifest(bytes.NewReader(good[:len(good)/2]))
+	_, err := Read(bytes.NewReader(good[:len(good)/2]))
 	if err == nil || !strings.Contains(err.Error(), "ended unexpectedly") {
 		t.Errorf("half a manifest: err = %v, want a clear truncation message", err)
 	}
@@ -88,12 +88,12 @@ func TestReadStructure(t *testing.T) {
 	const head = "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n"
 	const file = `{ "Path": "a", "Size": 1, "Last-Modified": "2024-05-01 12:00:00 GMT", "Checksum-Algorithm": "CRC32C", "Checksum": "00000000" }`
 	const walr = "],\n\"WAL-Ranges\": [\n{ \"Timeline\": 1, \"Start-LSN\": \"0/1\", \"End-LSN\": \"0/2\" }\n],\n"
-	if _, err := ReadPGManifest(bytes.NewReader(sealed(head + file + "\n" + walr))); err != nil {
+	if _, err := Read(bytes.NewReader(sealed(head + file + "\n" + walr))); err != nil {
 		t.Fatalf("baseline rejected: %v", err)
 	}
 	// A manifest without checksums (pg_basebackup --manifest-checksums=NONE)
 	// is valid too.
-	if _, err := ReadPGManifest(bytes.NewReader(sealed(head + `{ "Path": "a", "Size": 1, "Last-Modified": "2024-05-01 12:00:00 GMT" }` + "\n" + walr))); err != nil {
+	if _, err := Read(bytes.NewReader(sealed(head + `{ "Path": "a", "Size": 1, "Last-Modified": "2024-05-01 12:00:00 GMT" }` + "\n" + walr))); err != nil {
 		t.Fatalf("no-checksum manifest rejected: %v", err)
 	}
 	cases := map[string][]byte{
@@ -125,7 +125,7 @@ func TestReadStructure(t *testing.T) {
 		"empty":                  nil,
 	}
 	for name, in := range cases {
-		if m, err := ReadPGManifest(bytes.NewReader(in)); err == nil {
+		if m, err := Read(bytes.NewReader(in)); err == nil {
 			t.Errorf("%s: accepted (%+v)", name, m)
 		} else if strings.Contains(err.Error(), "checksum mismatch") {
 			t.Errorf("%s: rejected for its checksum, not its structure: %v", name, err)
@@ -133,10 +133,10 @@ func TestReadStructure(t *testing.T) {
 	}
 }
 
-func TestScanPGManifestStopsOnCallbackError(t *testing.T) {
+func TestScanStopsOnCallbackError(t *testing.T) {
 	good := sampleManifest(t)
 	n := 0
-	_, err := ScanPGManifest(bytes.NewReader(good), func(f PGFile) error {
+	_, err := Scan(bytes.NewReader(good), func(f File) error {
 		n++
 		if f.Path == "global/pg_control" {
 			return errStop
@@ -188,7 +188,7 @@ func TestReadDecodesJSONStringsLikeEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := ReadPGManifest(bytes.NewReader(manifestWithPathJSON(string(lit))))
+		m, err := Read(bytes.NewReader(manifestWithPathJSON(string(lit))))
 		if err != nil {
 			t.Fatalf("path %s: %v", lit, err)
 		}
@@ -202,7 +202,7 @@ func TestReadDecodesJSONStringsLikeEncodingJSON(t *testing.T) {
 		`"\uD83D\uDE00"`: "😀",
 		`"\u00E9\u00e9"`: "éé",
 	} {
-		m, err := ReadPGManifest(bytes.NewReader(manifestWithPathJSON(lit)))
+		m, err := Read(bytes.NewReader(manifestWithPathJSON(lit)))
 		if err != nil || m.Files[0].Path != want {
 			t.Errorf("path %s: got %+v, %v; want %q", lit, m, err, want)
 		}
@@ -214,7 +214,7 @@ func TestReadRejectsBadJSON(t *testing.T) {
 		`"lone \uD83D high"`, `"lone \uDE00 low"`, `"\u0000"`, `"bad \x escape"`, `"\u12"`,
 		"\"raw\ttab\"", `"unterminated`, `'single'`, `01`, `nul`, `"a" "b"`,
 	} {
-		if _, err := ReadPGManifest(bytes.NewReader(manifestWithPathJSON(lit))); err == nil {
+		if _, err := Read(bytes.NewReader(manifestWithPathJSON(lit))); err == nil {
 			t.Errorf("path %s accepted", lit)
 		}
 	}

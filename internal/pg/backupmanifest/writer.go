@@ -1,8 +1,10 @@
-// Package manifest writes and reads the two manifests of a backup: the
-// PostgreSQL-format backup_manifest (byte-compatible with what the server's
-// own base backup produces, so pg_verifybackup accepts it) and our
-// manifest.json (the backup's catalogue entry, written last).
-package manifest
+// Package backupmanifest writes and reads PostgreSQL's backup_manifest
+// (byte-compatible with what the server's own base backup produces, so
+// pg_verifybackup accepts it): the streaming writer, the reader and its
+// lexer, CRC32C encoding, the rewriting of one entry for a restore, and a
+// compact index of the file list. Whatever it reads comes from an untrusted
+// bucket: its memory is bounded whatever the input.
+package backupmanifest
 
 import (
 	"bufio"
@@ -30,8 +32,8 @@ type WALRange struct {
 	Start, End wal.LSN
 }
 
-// PGManifestOptions shape a backup_manifest.
-type PGManifestOptions struct {
+// Options shape a backup_manifest.
+type Options struct {
 	// Version is the manifest format: 1 (PostgreSQL 13–16) or 2 (17+,
 	// which adds System-Identifier). 0 means 1.
 	Version int
@@ -40,9 +42,9 @@ type PGManifestOptions struct {
 	SystemIdentifier uint64
 }
 
-// PGManifestVersionFor returns the manifest version the server of the given
+// VersionFor returns the manifest version the server of the given
 // server_version_num writes itself.
-func PGManifestVersionFor(serverVersionNum int) int {
+func VersionFor(serverVersionNum int) int {
 	if serverVersionNum >= 170000 {
 		return 2
 	}
@@ -77,10 +79,10 @@ func appendCRC32CHex(dst []byte, crc uint32) []byte {
 	return hex.AppendEncode(dst, raw[:])
 }
 
-// PGManifestWriter streams a backup_manifest: each AddFile appends one line,
+// Writer streams a backup_manifest: each AddFile appends one line,
 // so the file list is never held in memory. A SHA-256 of every byte written
 // is kept as it goes for the final "Manifest-Checksum" line.
-type PGManifestWriter struct {
+type Writer struct {
 	mu       sync.Mutex
 	bw       *bufio.Writer
 	sum      hash.Hash
@@ -102,9 +104,9 @@ func (hw *hashingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// NewPGManifestWriter writes the manifest's header to w and returns the
+// NewWriter writes the manifest's header to w and returns the
 // writer for its file entries. Nothing is complete until Finish.
-func NewPGManifestWriter(w io.Writer, opts PGManifestOptions) (*PGManifestWriter, error) {
+func NewWriter(w io.Writer, opts Options) (*Writer, error) {
 	version := opts.Version
 	if version == 0 {
 		version = 1
@@ -116,7 +118,7 @@ func NewPGManifestWriter(w io.Writer, opts PGManifestOptions) (*PGManifestWriter
 		return nil, errors.New("backup_manifest: version 2 needs the cluster's system identifier")
 	}
 	sum := sha256.New()
-	m := &PGManifestWriter{
+	m := &Writer{
 		bw:    bufio.NewWriterSize(&hashingWriter{w: w, h: sum}, 64<<10),
 		sum:   sum,
 		first: true,
@@ -146,7 +148,7 @@ var entryPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 // directory (tablespace files as "pg_tblspc/<oid>/..."), its size, its
 // modification time and the CRC-32C of its contents. Safe for concurrent use;
 // entries appear in the order of the calls.
-func (m *PGManifestWriter) AddFile(path string, size int64, modTime time.Time, crc32c uint32) error {
+func (m *Writer) AddFile(path string, size int64, modTime time.Time, crc32c uint32) error {
 	if path == "" {
 		return errors.New("backup_manifest: empty file path")
 	}
@@ -172,7 +174,7 @@ func (m *PGManifestWriter) AddFile(path string, size int64, modTime time.Time, c
 	return nil
 }
 
-func (m *PGManifestWriter) writeEntryLocked(entry []byte) error {
+func (m *Writer) writeEntryLocked(entry []byte) error {
 	if m.finished {
 		return errors.New("manifest already finished")
 	}
@@ -291,7 +293,7 @@ func appendEscapedJSON(b []byte, s string) []byte {
 // Finish writes the WAL ranges (newest timeline first, as the server lists
 // them) and the Manifest-Checksum line, and flushes. It does not close the
 // underlying writer. No AddFile may follow.
-func (m *PGManifestWriter) Finish(ranges []WALRange) error {
+func (m *Writer) Finish(ranges []WALRange) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.finished {

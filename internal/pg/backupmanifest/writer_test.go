@@ -1,4 +1,4 @@
-package manifest
+package backupmanifest
 
 import (
 	"bytes"
@@ -21,12 +21,12 @@ import (
 var testRanges = []WALRange{{Timeline: 1, Start: 0x2000028, End: 0x2000138}}
 
 // writeManifest writes a manifest of files (in order) and returns its bytes.
-func writeManifest(t testing.TB, opts PGManifestOptions, files []PGFile, crcs []uint32, ranges []WALRange) []byte {
+func writeManifest(t testing.TB, opts Options, files []File, crcs []uint32, ranges []WALRange) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, opts)
+	w, err := NewWriter(&buf, opts)
 	if err != nil {
-		t.Fatalf("NewPGManifestWriter: %v", err)
+		t.Fatalf("NewWriter: %v", err)
 	}
 	for i, f := range files {
 		mt, err := f.ModTime()
@@ -102,13 +102,13 @@ func TestEncodedPathForInvalidUTF8(t *testing.T) {
 		"surrogate\xed\xa0\x80", // UTF-16 surrogate: invalid in UTF-8 (PostgreSQL agrees)
 		"overlong\xc0\xaf",
 	}
-	var files []PGFile
+	var files []File
 	var crcs []uint32
 	for i, p := range paths {
-		files = append(files, PGFile{Path: p, Size: int64(i), LastModified: "2024-01-02 03:04:05 GMT"})
+		files = append(files, File{Path: p, Size: int64(i), LastModified: "2024-01-02 03:04:05 GMT"})
 		crcs = append(crcs, uint32(i))
 	}
-	out := writeManifest(t, PGManifestOptions{}, files, crcs, testRanges)
+	out := writeManifest(t, Options{}, files, crcs, testRanges)
 	for _, p := range paths {
 		want := `{ "Encoded-Path": "` + hex.EncodeToString([]byte(p)) + `", "Size": `
 		if !bytes.Contains(out, []byte(want)) {
@@ -118,9 +118,9 @@ func TestEncodedPathForInvalidUTF8(t *testing.T) {
 	if bytes.Contains(out, []byte(`"Path"`)) {
 		t.Errorf("invalid UTF-8 written as Path:\n%s", out)
 	}
-	m, err := ReadPGManifest(bytes.NewReader(out))
+	m, err := Read(bytes.NewReader(out))
 	if err != nil {
-		t.Fatalf("ReadPGManifest: %v", err)
+		t.Fatalf("Read: %v", err)
 	}
 	for i, f := range m.Files {
 		if f.Path != paths[i] {
@@ -142,7 +142,7 @@ func TestLastModifiedIsGMT(t *testing.T) {
 		t.Errorf("FormatLastModified = %q, want %q", got, want)
 	}
 	var buf bytes.Buffer
-	w, _ := NewPGManifestWriter(&buf, PGManifestOptions{})
+	w, _ := NewWriter(&buf, Options{})
 	if err := w.AddFile("PG_VERSION", 3, mt, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestLastModifiedIsGMT(t *testing.T) {
 func TestLayoutAndManifestChecksum(t *testing.T) {
 	mt := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, PGManifestOptions{})
+	w, err := NewWriter(&buf, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func cutLastLine(b []byte) (body, last []byte, ok bool) {
 
 func TestEmptyFileListAndVersion2Header(t *testing.T) {
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, PGManifestOptions{Version: 2, SystemIdentifier: 7301234567890123456})
+	w, err := NewWriter(&buf, Options{Version: 2, SystemIdentifier: 7301234567890123456})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,9 +234,9 @@ func TestEmptyFileListAndVersion2Header(t *testing.T) {
 	if !strings.HasPrefix(buf.String(), wantHead) {
 		t.Errorf("got:\n%s\nwant prefix:\n%s", buf.String(), wantHead)
 	}
-	m, err := ReadPGManifest(bytes.NewReader(buf.Bytes()))
+	m, err := Read(bytes.NewReader(buf.Bytes()))
 	if err != nil {
-		t.Fatalf("ReadPGManifest: %v", err)
+		t.Fatalf("Read: %v", err)
 	}
 	if m.Version != 2 || m.SystemIdentifier != 7301234567890123456 || len(m.Files) != 0 {
 		t.Errorf("read back %+v", m)
@@ -244,8 +244,8 @@ func TestEmptyFileListAndVersion2Header(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, opts := range []PGManifestOptions{{}, {Version: 1}, {Version: 2, SystemIdentifier: 1<<64 - 1}} {
-		files := []PGFile{
+	for _, opts := range []Options{{}, {Version: 1}, {Version: 2, SystemIdentifier: 1<<64 - 1}} {
+		files := []File{
 			{Path: "PG_VERSION", Size: 3, LastModified: "2024-01-02 03:04:05 GMT"},
 			{Path: "global/pg_control", Size: 8192, LastModified: "1999-12-31 23:59:59 GMT"},
 			{Path: "pg_tblspc/16385/PG_15_202209061/5/16386", Size: 1 << 40, LastModified: "2038-01-19 03:14:08 GMT"},
@@ -259,9 +259,9 @@ func TestRoundTrip(t *testing.T) {
 		}
 		ranges := []WALRange{{Timeline: 3, Start: 0x500000000, End: 0x5000000FF}, {Timeline: 2, Start: 0x4FFFFFF00, End: 0x500000000}}
 		out := writeManifest(t, opts, files, crcs, ranges)
-		m, err := ReadPGManifest(bytes.NewReader(out))
+		m, err := Read(bytes.NewReader(out))
 		if err != nil {
-			t.Fatalf("ReadPGManifest: %v\n%s", err, out)
+			t.Fatalf("Read: %v\n%s", err, out)
 		}
 		wantVersion := opts.Version
 		if wantVersion == 0 {
@@ -287,7 +287,7 @@ func TestRoundTrip(t *testing.T) {
 func TestConcurrentAddFile(t *testing.T) {
 	const workers, perWorker = 8, 400
 	var buf bytes.Buffer
-	w, err := NewPGManifestWriter(&buf, PGManifestOptions{})
+	w, err := NewWriter(&buf, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,9 +315,9 @@ func TestConcurrentAddFile(t *testing.T) {
 	if err := w.Finish(testRanges); err != nil {
 		t.Fatal(err)
 	}
-	m, err := ReadPGManifest(bytes.NewReader(buf.Bytes()))
+	m, err := Read(bytes.NewReader(buf.Bytes()))
 	if err != nil {
-		t.Fatalf("ReadPGManifest: %v", err)
+		t.Fatalf("Read: %v", err)
 	}
 	if len(m.Files) != workers*perWorker {
 		t.Fatalf("%d files, want %d", len(m.Files), workers*perWorker)
@@ -344,13 +344,13 @@ func TestConcurrentAddFile(t *testing.T) {
 }
 
 func TestWriterMisuse(t *testing.T) {
-	if _, err := NewPGManifestWriter(&bytes.Buffer{}, PGManifestOptions{Version: 3}); err == nil {
+	if _, err := NewWriter(&bytes.Buffer{}, Options{Version: 3}); err == nil {
 		t.Error("version 3 accepted")
 	}
-	if _, err := NewPGManifestWriter(&bytes.Buffer{}, PGManifestOptions{Version: 2}); err == nil {
+	if _, err := NewWriter(&bytes.Buffer{}, Options{Version: 2}); err == nil {
 		t.Error("version 2 without system identifier accepted")
 	}
-	w, _ := NewPGManifestWriter(&bytes.Buffer{}, PGManifestOptions{})
+	w, _ := NewWriter(&bytes.Buffer{}, Options{})
 	mt := time.Now()
 	if err := w.AddFile("", 1, mt, 0); err == nil {
 		t.Error("empty path accepted")
@@ -364,11 +364,11 @@ func TestWriterMisuse(t *testing.T) {
 	if err := w.Finish(nil); err == nil {
 		t.Error("Finish without WAL ranges accepted")
 	}
-	w, _ = NewPGManifestWriter(&bytes.Buffer{}, PGManifestOptions{})
+	w, _ = NewWriter(&bytes.Buffer{}, Options{})
 	if err := w.Finish([]WALRange{{Timeline: 1, Start: 10, End: 5}}); err == nil {
 		t.Error("WAL range ending before its start accepted")
 	}
-	w, _ = NewPGManifestWriter(&bytes.Buffer{}, PGManifestOptions{})
+	w, _ = NewWriter(&bytes.Buffer{}, Options{})
 	if err := w.Finish(testRanges); err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 }
 
 func TestWriterReportsWriteErrors(t *testing.T) {
-	w, err := NewPGManifestWriter(&failingWriter{n: 0}, PGManifestOptions{})
+	w, err := NewWriter(&failingWriter{n: 0}, Options{})
 	if err != nil {
 		t.Fatal(err) // header is still buffered
 	}
@@ -424,7 +424,7 @@ func TestCRC32C(t *testing.T) {
 }
 
 func TestAddFileAllocations(t *testing.T) {
-	w, _ := NewPGManifestWriter(discard{}, PGManifestOptions{})
+	w, _ := NewWriter(discard{}, Options{})
 	mt := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
 		_ = w.AddFile("base/16384/2619_fsm", 24576, mt, 0xCAFEBABE)
@@ -438,16 +438,16 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-func TestPGManifestVersionFor(t *testing.T) {
+func TestVersionFor(t *testing.T) {
 	for num, want := range map[int]int{130000: 1, 150018: 1, 160004: 1, 170000: 2, 180001: 2} {
-		if got := PGManifestVersionFor(num); got != want {
-			t.Errorf("PGManifestVersionFor(%d) = %d, want %d", num, got, want)
+		if got := VersionFor(num); got != want {
+			t.Errorf("VersionFor(%d) = %d, want %d", num, got, want)
 		}
 	}
 }
 
 func BenchmarkAddFile(b *testing.B) {
-	w, _ := NewPGManifestWriter(discard{}, PGManifestOptions{})
+	w, _ := NewWriter(discard{}, Options{})
 	mt := time.Now()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -457,9 +457,9 @@ func BenchmarkAddFile(b *testing.B) {
 	})
 }
 
-func BenchmarkReadPGManifest(b *testing.B) {
+func BenchmarkRead(b *testing.B) {
 	var buf bytes.Buffer
-	w, _ := NewPGManifestWriter(&buf, PGManifestOptions{})
+	w, _ := NewWriter(&buf, Options{})
 	mt := time.Now()
 	const n = 100_000
 	for i := 0; i < n; i++ {
@@ -469,7 +469,7 @@ func BenchmarkReadPGManifest(b *testing.B) {
 	b.SetBytes(int64(buf.Len()))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := ScanPGManifest(bytes.NewReader(buf.Bytes()), func(PGFile) error { return nil }); err != nil {
+		if _, err := Scan(bytes.NewReader(buf.Bytes()), func(File) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}
