@@ -65,12 +65,12 @@ func TestPGManifestCopyPinned(t *testing.T) {
 	// Same size, other bytes, and manifest.json's SHA-256 left out so that
 	// only the pin can tell.
 	key := store.BackupKey(m.ID, m.BackupManifest.Key)
-	data, err := store.Bucket.ReadAll(ctx, key)
+	data, err := store.ReadAll(ctx, key, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
 	data[len(data)-3] ^= 1
-	if err := store.Bucket.WriteAll(ctx, key, data, nil); err != nil {
+	if err := store.WriteAll(ctx, key, data, storage.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	m.BackupManifest.SHA256 = ""
