@@ -1,13 +1,20 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/hashio"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/memblob"
@@ -143,3 +150,122 @@ func TestWriterCallerContextEnds(t *testing.T) {
 	<-f.read
 	waitGoroutines(t, before)
 }
+
+// TestWriterRaces: a producer writes and commits while another goroutine
+// aborts, or the caller's context ends, at varying moments (run with
+// -race). Whatever the interleaving: a successful Commit means the object
+// holds exactly the bytes written and the Tee saw exactly those; a Commit
+// that failed without any Abort left no object; an Abort that returned
+// before Commit began left no object; no temporary file, no goroutine
+// stays behind.
+func TestWriterRaces(t *testing.T) {
+	ctx := context.Background()
+	for _, scheme := range []string{"mem", "file"} {
+		t.Run(scheme, func(t *testing.T) {
+			url := "mem://"
+			dir := t.TempDir()
+			if scheme == "file" {
+				url = "file://" + dir
+			}
+			s, err := Open(ctx, url, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			before := runtime.NumGoroutine()
+			chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+			var outcomes [4][2]int // per mode: committed, failed
+			for i := 0; i < 200; i++ {
+				key := fmt.Sprintf("race/%03d", i)
+				wctx, cancel := context.WithCancel(ctx)
+				h := sha256.New()
+				tee := &hashio.Writer{W: io.Discard, H: h}
+				w := s.NewWriter(wctx, key, WriteOptions{Tee: tee})
+				chunks := 1 + i%5
+				mode := i % 4 // 0: no interference, 1: Abort, 2: cancel, 3: Abort before Commit
+				interfered := make(chan struct{})
+				abortedEarly := false
+				switch mode {
+				case 1:
+					go func() {
+						defer close(interfered)
+						for j := 0; j < i%7; j++ {
+							runtime.Gosched()
+						}
+						_ = w.Abort(errors.New("stop"))
+					}()
+				case 2:
+					go func() {
+						defer close(interfered)
+						for j := 0; j < i%7; j++ {
+							runtime.Gosched()
+						}
+						cancel()
+					}()
+				default:
+					close(interfered)
+				}
+				var written []byte
+				for j := 0; j < chunks; j++ {
+					if _, err := w.Write(chunk); err != nil {
+						break
+					}
+					written = append(written, chunk...)
+				}
+				if mode == 3 {
+					if err := w.Abort(nil); !errors.Is(err, ErrAborted) {
+						t.Fatalf("%s: Abort = %v", key, err)
+					}
+					abortedEarly = true
+				}
+				cerr := w.Commit()
+				<-interfered
+				cancel()
+				got, rerr := s.ReadAll(ctx, s.Key(key), 1<<30)
+				exists := rerr == nil
+				if rerr != nil && !errors.Is(rerr, ErrNotFound) {
+					t.Fatalf("%s: read back: %v", key, rerr)
+				}
+				switch {
+				case cerr == nil && (!exists || !bytes.Equal(got, written)):
+					t.Fatalf("%s: Commit succeeded but the object holds %d bytes (exists %v), %d written", key, len(got), exists, len(written))
+				case cerr == nil && tee.N != int64(len(written)):
+					t.Fatalf("%s: the Tee counted %d bytes, %d stored", key, tee.N, len(written))
+				case cerr == nil && !bytes.Equal(h.Sum(nil), sha256Of(got)):
+					t.Fatalf("%s: the Tee's hash is not the stored object's", key)
+				case cerr != nil && exists && (mode != 1):
+					t.Fatalf("%s (mode %d): Commit failed (%v) but the object exists", key, mode, cerr)
+				case abortedEarly && exists:
+					t.Fatalf("%s: aborted before Commit, but the object exists", key)
+				}
+				if cerr == nil {
+					outcomes[mode][0]++
+				} else {
+					outcomes[mode][1]++
+				}
+				if exists && cerr != nil {
+					t.Logf("%s: Abort raced a complete stream: object kept, Commit reported %v (documented)", key, cerr)
+				}
+			}
+			t.Logf("per mode (none, Abort, cancel, Abort first) committed/failed: %v", outcomes)
+			if outcomes[0][1] != 0 || outcomes[3][0] != 0 {
+				t.Errorf("undisturbed writes failed or writes aborted first committed: %v", outcomes)
+			}
+			waitGoroutines(t, before)
+			if scheme == "file" {
+				var tmp []string
+				_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+					if err == nil && !d.IsDir() && s.isTempFile(filepath.Base(p)) {
+						tmp = append(tmp, p)
+					}
+					return nil
+				})
+				if len(tmp) > 0 {
+					t.Errorf("temporary files left: %v", tmp)
+				}
+			}
+		})
+	}
+}
+
+func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
