@@ -174,7 +174,7 @@ func TestWriterRaces(t *testing.T) {
 			defer s.Close()
 			before := runtime.NumGoroutine()
 			chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
-			var outcomes [4][2]int // per mode: committed, failed
+			var outcomes [4][2]int                                  // per mode: committed, failed
 			for i := 0; i < 200; i++ {
 				key := fmt.Sprintf("race/%03d", i)
 				wctx, cancel := context.WithCancel(ctx)
