@@ -18,8 +18,11 @@ import (
 // blocks already staged stay behind, uncommitted, until Azure drops them
 // after 7 days: after a failed upload they are discarded at once
 // (discardUncommitted, on a fresh context), as S3's sweep does for parts;
-// not after a refused conditional create, where the staged blocks may be
-// another writer's upload in progress.
+// never after a failed conditional create (a WAL push), refused or not: the
+// key's staged blocks may be another writer's push of the same name in
+// progress (archive_mode = always on a primary and its standby), which the
+// discard would fail, and whose empty placeholder blob it would briefly
+// create. Those blocks expire as before this sweep existed.
 // (azureblob's Write path is unusable for this: after a failed upload its
 // Close dereferences a pipe its upload goroutine has set to nil, and
 // panics; so every write, WriteAll included, goes through Upload.)
@@ -44,7 +47,7 @@ func (ab *azureBackend) caps() Caps {
 
 func (ab *azureBackend) upload(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {
 	err := ab.b.Upload(ctx, key, r, o)
-	if err != nil && ab.cc != nil && !refused(o, err) {
+	if err != nil && ab.cc != nil && !o.IfNotExist {
 		sweep(ctx, ab.log, ab, key)
 	}
 	return err

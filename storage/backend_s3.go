@@ -29,8 +29,11 @@ import (
 //
 // After any failure the uploads still pending for the key are aborted as
 // well (sweep, on a fresh context), which also clears what an earlier,
-// crashed attempt at the same key left; not after a refused conditional
-// create, where the key's pending uploads are another writer's. MinIO lists pending uploads only by
+// crashed attempt at the same key left; never after a failed conditional
+// create (a WAL push), refused or not: the key's pending uploads may be
+// another writer's push of the same name in progress (archive_mode =
+// always on a primary and its standby), which the sweep would fail with
+// NoSuchUpload; the failed upload aborted its own. MinIO lists pending uploads only by
 // exact key, so a run records the keys it starts in its marker
 // (Caps.RecordKeys) for DeleteBackup to find after a crash.
 type s3Backend struct {
@@ -75,7 +78,7 @@ func (sb *s3Backend) upload(ctx context.Context, key string, r io.Reader, o *blo
 		}
 		err = sb.b.Upload(ctx, key, r, o)
 	}
-	if err != nil && !refused(o, err) {
+	if err != nil && !o.IfNotExist {
 		sweep(ctx, sb.log, sb, key)
 	}
 	return err
@@ -95,13 +98,6 @@ func (sb *s3Backend) pending(ctx context.Context, keyPrefix string) ([]string, e
 		keys = append(keys, u.Key)
 	}
 	return keys, nil
-}
-
-// refused reports whether err is a conditional create refused because key
-// exists: then the key is another writer's, whose upload in progress a
-// sweep would abort, and the failed upload aborted its own already.
-func refused(o *blob.WriterOptions, err error) bool {
-	return o.IfNotExist && isTaken(err)
 }
 
 // sweep removes what a failed upload of key left pending, on a fresh

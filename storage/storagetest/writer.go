@@ -116,7 +116,9 @@ func testWriterCommitAfterAbort(t *testing.T, s *Target) {
 
 // testRefusedCreateSweepsNothing: a conditional create refused because the
 // key exists leaves the key's pending multipart uploads alone (they are
-// another writer's), where any other failure sweeps them.
+// another writer's; no failed conditional create sweeps, see
+// TestS3FailedCreateSparesConcurrentWriter), where a failed plain upload
+// sweeps them.
 func testRefusedCreateSweepsNothing(t *testing.T, s *Target) {
 	if s.Caps().Commit != storage.CommitMultipart {
 		t.Skip("only S3 has multipart uploads that outlive the writer")
