@@ -172,16 +172,7 @@ func testS3(t *testing.T, pool *storage.PartPool) {
 // several parts, through a pool that holds exactly one part per open object.
 // Both must complete, not wait for each other's buffer forever.
 func TestS3PoolSharedByInterleavedObjects(t *testing.T) {
-	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
-	m.CreateBucket(t, bucketName)
-	m.SetEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	store, err := storage.Open(ctx, m.BucketURL(bucketName, ""), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	ctx, store := minioStore(t)
 	const part = 5 << 20
 	store.SetPartPool(storage.NewPartPool(2 * part))
 	u := New(store, Options{PartSize: part, Concurrency: 2})
@@ -225,16 +216,7 @@ func TestS3PoolSharedByInterleavedObjects(t *testing.T) {
 // and the transfer manager sent it in one PutObject from its own 64 MiB
 // buffer.
 func TestS3HugeHintStaysInPool(t *testing.T) {
-	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
-	m.CreateBucket(t, bucketName)
-	m.SetEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	store, err := storage.Open(ctx, m.BucketURL(bucketName, ""), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	ctx, store := minioStore(t)
 	const part = 5 << 20
 	store.SetPartPool(storage.NewPartPool(3 * part))
 	u := New(store, Options{Concurrency: 2, PartBudget: part})
@@ -262,4 +244,21 @@ func TestS3HugeHintStaysInPool(t *testing.T) {
 	if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
 		t.Errorf("read back differs (%v)", err)
 	}
+}
+
+// minioStore starts a MinIO with the test bucket and opens it; the context
+// bounds the test.
+func minioStore(t *testing.T) (context.Context, *storage.Store) {
+	t.Helper()
+	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
+	m.CreateBucket(t, bucketName)
+	m.SetEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	store, err := storage.Open(ctx, m.BucketURL(bucketName, ""), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return ctx, store
 }
