@@ -54,6 +54,9 @@ type Caps struct {
 	// Limits bound multipart parts (Store.Limits, which a caller may
 	// lower).
 	Limits Limits
+	// PartBuffers is how the backend's uploads hold part buffers in
+	// memory (PlanParts sizes them from it).
+	PartBuffers PartBuffers
 }
 
 // CommitKind is how a backend turns a stream into an object.

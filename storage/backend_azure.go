@@ -41,8 +41,10 @@ func newAzureBackend(b *blob.Bucket, log *slog.Logger) *azureBackend {
 }
 
 func (ab *azureBackend) caps() Caps {
+	// UploadStream holds Concurrency blocks of BlockSize per object
+	// (azblob v1.8.0 copyFromReader: anonymous mmaps, outside Go's heap).
 	return Caps{Commit: CommitBlockList, PendingUploads: true, ContentType: true,
-		MaxObjectSize: 50000 * 4000 * mib}
+		MaxObjectSize: 50000 * 4000 * mib, PartBuffers: PartsInFlightPerObject}
 }
 
 func (ab *azureBackend) upload(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {

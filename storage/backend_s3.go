@@ -62,7 +62,7 @@ func newS3BackendFor(b *blob.Bucket) *s3Backend {
 
 func (sb *s3Backend) caps() Caps {
 	return Caps{Commit: CommitMultipart, PendingUploads: true, RecordKeys: true, ContentType: true,
-		MaxObjectSize: 5 << 40}
+		MaxObjectSize: 5 << 40, PartBuffers: PooledParts}
 }
 
 // upload hands r to the pooled path or to s3blob's transfer manager, which

@@ -57,3 +57,13 @@ func (sb *streamBackend) upload(ctx context.Context, key string, r io.Reader, o 
 func (sb *streamBackend) abortPending(context.Context, string) (int, error) { return 0, nil }
 
 func (sb *streamBackend) pending(context.Context, string) ([]string, error) { return nil, nil }
+
+// streamPartBuffers is how a streaming backend holds parts: gcsblob's
+// writer buffers one chunk (WriterOptions.BufferSize) per object to resend
+// it on a retry; fileblob and memblob hold none (copyBufSize only).
+func streamPartBuffers(scheme string) PartBuffers {
+	if scheme == "gs" {
+		return OnePartPerObject
+	}
+	return NoPartBuffers
+}

@@ -22,16 +22,88 @@ const (
 // but no more than MaxAutoPartSize (the caller splits beyond that, see
 // MaxRawBytes) nor l.MaxPartSize. It depends on nothing else.
 func PartSize(l Limits, sizeHint int64) int64 {
-	ps := max(int64(DefaultPartSize), l.MinPartSize)
+	return partSizeWithin(l, sizeHint, MaxAutoPartSize)
+}
+
+// partSizeWithin is PartSize with the automatic cap lowered to maxPart
+// (never below l.MinPartSize): a part size memory can hold.
+func partSizeWithin(l Limits, sizeHint, maxPart int64) int64 {
+	limit := max(min(maxPart, MaxAutoPartSize), l.MinPartSize)
+	ps := min(max(int64(DefaultPartSize), l.MinPartSize), limit)
 	if l.MaxParts > 0 && sizeHint > 0 {
 		need := ceilDiv(withHeadroom(sizeHint), int64(l.MaxParts))
 		need = ceilDiv(need, mib) * mib
-		ps = max(ps, min(need, max(MaxAutoPartSize, l.MinPartSize)))
+		ps = max(ps, min(need, limit))
 	}
 	if l.MaxPartSize > 0 {
 		ps = min(ps, l.MaxPartSize)
 	}
 	return ps
+}
+
+// PartBuffers is how a backend's uploads hold their parts in memory, which
+// decides how many part buffers one object takes (Caps.PartBuffers).
+type PartBuffers int
+
+const (
+	// NoPartBuffers: the upload streams (file, mem); only copyBufSize.
+	NoPartBuffers PartBuffers = iota
+	// PooledParts: part buffers come from the Store's PartPool, shared by
+	// every object (s3; without a pool, the transfer manager's
+	// Concurrency + 1 per object).
+	PooledParts
+	// OnePartPerObject: the driver buffers one part per object (gs:
+	// gcsblob's ChunkSize, kept to resend on a retry).
+	OnePartPerObject
+	// PartsInFlightPerObject: the driver holds one buffer per part in
+	// flight, Concurrency of them per object (azblob's UploadStream).
+	PartsInFlightPerObject
+)
+
+// partGrain rounds a part size derived from a memory share: GCS chunks
+// must be a multiple of 256 KiB, and it is a fine block size for Azure.
+const partGrain = 256 << 10
+
+// PlanParts chooses one object's part size and parts in flight so that the
+// part buffers it holds itself stay within perObject bytes (0: no bound),
+// the share of the memory budget one object may take: the part buffer
+// budget divided by the parts the budget counts (cmd/pgcloudbackup's
+// formula gives every object open at once at least one such share).
+//
+//   - PooledParts, OnePartPerObject: the automatic part size is at most
+//     perObject (whole MiB), so a pooled part always fits the pool and a
+//     GCS chunk its share: memory stays flat, and an archive too big for
+//     that many parts is split into volumes (MaxRawBytes) instead.
+//   - PartsInFlightPerObject: concurrency parts of partSize together take
+//     at most perObject, so the part size is perObject / concurrency (at
+//     least l.MinPartSize, concurrency lowered when it must be), and
+//     capped like the others.
+//
+// explicit (> 0) is a part size the user chose: it is kept, and only the
+// parts in flight of a PartsInFlightPerObject backend are lowered to fit
+// it (to no fewer than one). It is a pure function.
+func PlanParts(c Caps, sizeHint, explicit int64, concurrency int, perObject int64) (partSize int64, partsInFlight int) {
+	l := c.Limits
+	concurrency = max(concurrency, 1)
+	if perObject <= 0 {
+		if explicit > 0 {
+			return explicit, concurrency
+		}
+		return PartSize(l, sizeHint), concurrency
+	}
+	maxPart := perObject / mib * mib
+	if c.PartBuffers == PartsInFlightPerObject {
+		floor := max(l.MinPartSize, partGrain)
+		if explicit > 0 {
+			floor = explicit
+		}
+		concurrency = int(max(1, min(int64(concurrency), perObject/floor)))
+		maxPart = perObject / int64(concurrency) / partGrain * partGrain
+	}
+	if explicit > 0 {
+		return explicit, concurrency
+	}
+	return partSizeWithin(l, sizeHint, max(maxPart, partGrain)), concurrency
 }
 
 // MaxRawBytes returns how many raw bytes one object written in parts of

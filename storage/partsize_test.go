@@ -76,3 +76,99 @@ func TestPartSizeProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanPartsTable pins PlanParts for the budget's share of one part
+// (cmd/pgcloudbackup partShare; 5 MiB at the defaults) on each backend,
+// huge archives included: the part size never outgrows the share, so
+// memory stays flat and the volume splits sooner instead.
+func TestPlanPartsTable(t *testing.T) {
+	s3 := Caps{Limits: LimitsFor("s3"), PartBuffers: PooledParts}
+	gs := Caps{Limits: LimitsFor("gs"), PartBuffers: OnePartPerObject}
+	az := Caps{Limits: LimitsFor("azblob"), PartBuffers: PartsInFlightPerObject}
+	file := Caps{Limits: LimitsFor("file")}
+	const kib = 1 << 10
+	for _, tc := range []struct {
+		name      string
+		c         Caps
+		hint      int64
+		explicit  int64
+		conc      int
+		share     int64
+		part      int64
+		inFlight  int
+		maxRawGiB int64 // MaxRawBytes in whole GiB (-1: no limit)
+	}{
+		// Past ~44 GiB the part size used to grow to 64 MiB (and above the
+		// pool, to the transfer manager): now 5 MiB, and the archive is
+		// split every 5 MiB × 10,000 / 1.1 ≈ 44 GiB.
+		{"s3 50GB", s3, 50e9, 0, 2, 5 * mib, 5 * mib, 2, 44},
+		{"s3 1TB", s3, 1e12, 0, 2, 5 * mib, 5 * mib, 2, 44},
+		{"s3 unknown", s3, 0, 0, 2, 5 * mib, 5 * mib, 2, 44},
+		// A larger --memory gives a larger share: parts grow up to it.
+		{"s3 100GB, 24 MiB share", s3, 100e9, 0, 2, 24 * mib, 11 * mib, 2, 97},
+		{"s3 1TB, 24 MiB share", s3, 1e12, 0, 2, 24*mib + 100, 24 * mib, 2, 213},
+		// No budget (a library caller): the old rule, up to 64 MiB.
+		{"s3 1TB, no budget", s3, 1e12, 0, 2, 0, 64 * mib, 2, 568},
+		{"s3 explicit", s3, 1e12, 16 * mib, 4, 16 * mib, 16 * mib, 4, 142},
+		// GCS: one chunk per object, the default, within the share.
+		{"gs 1TB", gs, 1e12, 0, 2, 5 * mib, 5 * mib, 2, -1},
+		{"gs small share", gs, 0, 0, 2, 3*mib + 1, 3 * mib, 2, -1},
+		// Azure: 2 blocks of 2.5 MiB in flight per object = one 5 MiB share.
+		{"azure 1TB", az, 1e12, 0, 2, 5 * mib, 5 * mib / 2, 2, 110},
+		{"azure unknown, 4 in flight", az, 0, 0, 4, 5 * mib, 5 * mib / 4 / (256 * kib) * (256 * kib), 4, 55},
+		// 32 in flight would be 160 KiB blocks: 5 of 1 MiB instead.
+		{"azure 32 in flight", az, 0, 0, 32, 5 * mib, 1 * mib, 5, 44},
+		// An explicit block size is kept; the blocks in flight shrink to fit.
+		{"azure explicit 8MiB", az, 0, 8 * mib, 4, 20 * mib, 8 * mib, 2, 355},
+		{"azure explicit above share", az, 0, 8 * mib, 4, 5 * mib, 8 * mib, 1, 355},
+		{"file", file, 1e12, 0, 2, 5 * mib, 5 * mib, 2, -1},
+	} {
+		part, inFlight := PlanParts(tc.c, tc.hint, tc.explicit, tc.conc, tc.share)
+		if part != tc.part || inFlight != tc.inFlight {
+			t.Errorf("%s: PlanParts = %d bytes × %d in flight, want %d × %d", tc.name, part, inFlight, tc.part, tc.inFlight)
+		}
+		raw := MaxRawBytes(tc.c.Limits, part)
+		if want := tc.maxRawGiB; (want < 0 && raw != 1<<63-1) || (want >= 0 && raw/gib != want) {
+			t.Errorf("%s: MaxRawBytes = %d (%d GiB), want %d GiB", tc.name, raw, raw/gib, want)
+		}
+	}
+}
+
+// TestPlanPartsFitShare checks the rule over a sweep of hints, shares and
+// concurrencies on every backend: what one object holds never exceeds its
+// share (so jobs + 1 objects never exceed the pool), the part is legal for
+// the backend, and a volume cut at MaxRawBytes fits the part limit.
+func TestPlanPartsFitShare(t *testing.T) {
+	for _, c := range []Caps{
+		{Limits: LimitsFor("s3"), PartBuffers: PooledParts},
+		{Limits: LimitsFor("gs"), PartBuffers: OnePartPerObject},
+		{Limits: LimitsFor("azblob"), PartBuffers: PartsInFlightPerObject},
+	} {
+		l := c.Limits
+		// The budget never gives a share below one default part.
+		for share := int64(DefaultPartSize); share <= 200*mib; share = share*3/2 + 12345 {
+			for _, conc := range []int{1, 2, 3, 4, 8, 32} {
+				for hint := int64(0); hint < 20*tb; hint = hint*4 + 1 {
+					part, inFlight := PlanParts(c, hint, 0, conc, share)
+					held := part // pooled and GCS: one part of the object's own
+					if c.PartBuffers == PartsInFlightPerObject {
+						held = part * int64(inFlight)
+					}
+					switch {
+					case held > share:
+						t.Fatalf("%v conc %d share %d hint %d: holds %d × %d = %d, above the share", c.PartBuffers, conc, share, hint, part, inFlight, held)
+					case inFlight < 1 || inFlight > conc:
+						t.Fatalf("%v conc %d: %d in flight", c.PartBuffers, conc, inFlight)
+					case part < l.MinPartSize || (l.MaxPartSize > 0 && part > l.MaxPartSize):
+						t.Fatalf("%v: part %d outside the backend's bounds", c.PartBuffers, part)
+					case part%(256<<10) != 0:
+						t.Fatalf("%v: part %d not a multiple of 256 KiB", c.PartBuffers, part)
+					}
+					if raw := MaxRawBytes(l, part); l.MaxParts > 0 && ceilDiv(withHeadroom(raw), part) > int64(l.MaxParts) {
+						t.Fatalf("%v: %d raw bytes may need more than %d parts of %d", c.PartBuffers, raw, l.MaxParts, part)
+					}
+				}
+			}
+		}
+	}
+}

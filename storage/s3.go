@@ -45,9 +45,6 @@ const (
 	// s3SweepTimeout bounds the listing and aborts sweep runs after a
 	// failed upload (S3 and Azure); a few retried requests fit in it.
 	s3SweepTimeout = 2 * time.Minute
-	// s3DefaultPartSize is the transfer manager's part size when
-	// WriterOptions.BufferSize is 0.
-	s3DefaultPartSize = 8 << 20
 )
 
 // s3Params are the URL parameters an s3:// URL may carry: the AWS config
@@ -293,7 +290,7 @@ func tuneS3Upload(sb *s3Bucket, partSize, concurrency int, next func(func(any) b
 		if as(&tm) && tm != nil {
 			ps := int64(partSize)
 			if ps <= 0 {
-				ps = s3DefaultPartSize
+				ps = DefaultPartSize // one rule for every path (PartSize)
 			}
 			*tm = *transfermanager.New(sb.client, func(o *transfermanager.Options) {
 				o.RequestChecksumCalculation = sb.checksum

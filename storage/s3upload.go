@@ -21,13 +21,13 @@ import (
 const firstReadSize = 64 << 10
 
 // pooledS3 reports whether upload may take the pooled path for this
-// upload: a pool is set, holds the upload's part (an automatic part size
-// past it, for an archive of more than ~75 GB, goes through the transfer
-// manager and its own buffers), and nothing asks for what only s3blob's writer does
+// upload: a pool is set and nothing asks for what only s3blob's writer does
 // (hooks on its request, metadata escaping, conditional writes, key
-// escaping).
+// escaping). A part's size never sends an upload out of the pool: the
+// budget sizes parts to fit it (PlanParts), and a part larger than the
+// whole pool is refused by PartPool.Get rather than buffered outside it.
 func (s *s3Backend) pooledS3(key string, o *blob.WriterOptions) bool {
-	return s.parts != nil && int64(max(o.BufferSize, s3DefaultPartSize)) <= s.parts.Limit() && o.BeforeWrite == nil && len(o.Metadata) == 0 && !o.IfNotExist &&
+	return s.parts != nil && o.BeforeWrite == nil && len(o.Metadata) == 0 && !o.IfNotExist &&
 		o.CacheControl == "" && o.ContentDisposition == "" && o.ContentEncoding == "" && o.ContentLanguage == "" &&
 		plainKey(key)
 }
@@ -55,7 +55,7 @@ func plainKey(key string) bool {
 func (s *s3Backend) uploadS3Pooled(ctx context.Context, key string, r io.Reader, o *blob.WriterOptions) error {
 	partSize := o.BufferSize
 	if partSize <= 0 {
-		partSize = s3DefaultPartSize
+		partSize = DefaultPartSize
 	}
 	concurrency := max(o.MaxConcurrency, 1)
 	u := &s3Upload{sb: s.s3, pool: s.parts, bucket: aws.String(s.bucket), key: aws.String(key), contentType: aws.String(o.ContentType)}

@@ -82,7 +82,7 @@ func newBackend(b *blob.Bucket, scheme string, log *slog.Logger) backend {
 	case "file":
 		return &streamBackend{b: b, c: Caps{TempFiles: true}}
 	}
-	return &streamBackend{b: b, c: Caps{ContentType: true, MaxObjectSize: gsMaxObjectSize(scheme)}}
+	return &streamBackend{b: b, c: Caps{ContentType: true, MaxObjectSize: gsMaxObjectSize(scheme), PartBuffers: streamPartBuffers(scheme)}}
 }
 
 // gsMaxObjectSize is GCS's object size limit (5 TiB); 0 for mem.

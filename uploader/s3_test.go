@@ -172,16 +172,7 @@ func testS3(t *testing.T, pool *storage.PartPool) {
 // several parts, through a pool that holds exactly one part per open object.
 // Both must complete, not wait for each other's buffer forever.
 func TestS3PoolSharedByInterleavedObjects(t *testing.T) {
-	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
-	m.CreateBucket(t, bucketName)
-	m.SetEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	store, err := storage.Open(ctx, m.BucketURL(bucketName, ""), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	ctx, store := minioStore(t)
 	const part = 5 << 20
 	store.SetPartPool(storage.NewPartPool(2 * part))
 	u := New(store, Options{PartSize: part, Concurrency: 2})
@@ -216,4 +207,58 @@ func TestS3PoolSharedByInterleavedObjects(t *testing.T) {
 			t.Errorf("%s read back differs (%v)", keys[i], err)
 		}
 	}
+}
+
+// TestS3HugeHintStaysInPool: an object announced as 1 TB, uploaded with
+// the command line's defaults (a pool of three 5 MiB parts, each object's
+// share one part), takes 5 MiB parts from the pool: MinIO's ETag ends in
+// -3 for 12 MiB. Before, the automatic 64 MiB part did not fit the pool
+// and the transfer manager sent it in one PutObject from its own 64 MiB
+// buffer.
+func TestS3HugeHintStaysInPool(t *testing.T) {
+	ctx, store := minioStore(t)
+	const part = 5 << 20
+	store.SetPartPool(storage.NewPartPool(3 * part))
+	u := New(store, Options{Concurrency: 2, PartBudget: part})
+	key := "huge/base.00001.tar"
+	o, err := u.Open(ctx, key, ObjectOptions{Raw: true, SizeHint: 1e12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Abort(nil)
+	data := randomData(12<<20, 9)
+	if err := writeAll(o, data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := store.Attributes(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(a.ETag, "-3") {
+		t.Errorf("ETag %q: want a multipart upload of 3 parts of 5 MiB from the pool", a.ETag)
+	}
+	got, err := store.ReadAll(ctx, key, 1<<30)
+	if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Errorf("read back differs (%v)", err)
+	}
+}
+
+// minioStore starts a MinIO with the test bucket and opens it; the context
+// bounds the test.
+func minioStore(t *testing.T) (context.Context, *storage.Store) {
+	t.Helper()
+	m := testsvc.StartMinIO(t, testsvc.MinIOOptions{})
+	m.CreateBucket(t, bucketName)
+	m.SetEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	store, err := storage.Open(ctx, m.BucketURL(bucketName, ""), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return ctx, store
 }

@@ -17,20 +17,23 @@
 // every object comes from that one pool and is reused across parts and
 // objects: the part memory of the whole run is the pool's budget, however
 // many objects are in flight. Concurrency then caps the parts of one object
-// in flight; the pool caps them all. Without a pool (and for an automatic
-// part size larger than the pool) the S3 transfer manager allocates
-// (Concurrency + 1) × PartSize per object plus a first-part read.
+// in flight; the pool caps them all. Without a pool the S3 transfer manager
+// allocates (Concurrency + 1) × PartSize per object plus a first-part read.
+//
+// Options.PartBudget is one object's share of that budget
+// (storage.PlanParts): the automatic part size never outgrows it, so a
+// part always fits the pool (no upload leaves it because of its size) and
+// a bigger archive is split by the caller into several objects
+// (MaxRawBytes) instead: memory stays flat in database size. GCS buffers
+// one part (its chunk) per object, within the share; Azure holds
+// Concurrency blocks per object, sized so that together they fit the
+// share. file:// and mem:// hold no parts.
 //
 // Per object, besides the parts:
 //
 //	codec state      zstd ~1.5 MiB (512 KiB window), lz4 ~8 MiB, gzip ~1 MiB
 //	256 KiB          the codec's output buffer
 //	256 KiB          storage's copy buffer (not on S3)
-//
-// GCS buffers one part, Azure Concurrency parts, file:// none. Part sizes
-// are chosen from the expected size but never grown past MaxAutoPartSize: a
-// bigger archive is split by the caller into several objects (MaxRawBytes),
-// which keeps memory flat in database size.
 //
 // # Aborting
 //
@@ -92,6 +95,12 @@ type Options struct {
 	// Concurrency is the number of parts in flight per object
 	// (WriterOptions.MaxConcurrency); 0 = DefaultConcurrency.
 	Concurrency int
+	// PartBudget is the memory one object's part buffers may take (0: no
+	// bound): the automatic part size never outgrows it, and on Azure the
+	// parts in flight of one object share it (storage.PlanParts). The
+	// command line sets the part pool's share of one part, so that every
+	// backend's part buffers stay within --memory.
+	PartBudget int64
 	// Logger receives debug lines per object (nil: none).
 	Logger *slog.Logger
 }
@@ -99,6 +108,7 @@ type Options struct {
 // Uploader writes objects into one store. It is safe for concurrent use.
 type Uploader struct {
 	store *storage.Store
+	caps  storage.Caps
 	opts  Options
 	log   *slog.Logger
 	err   error // invalid Options, returned by Open
@@ -115,6 +125,7 @@ func New(store *storage.Store, opts Options) *Uploader {
 	}
 	u := &Uploader{
 		store: store,
+		caps:  store.Caps(),
 		opts:  opts,
 		log:   opts.Logger,
 	}
@@ -131,6 +142,8 @@ func validate(o Options, l storage.Limits) error {
 		return failure.New(failure.Usage, "upload concurrency %d is negative", o.Concurrency)
 	case o.PartSize < 0:
 		return failure.New(failure.Usage, "part size %d is negative", o.PartSize)
+	case o.PartBudget < 0:
+		return failure.New(failure.Usage, "part budget %d is negative", o.PartBudget)
 	case o.PartSize == 0:
 		return nil
 	case o.PartSize > math.MaxInt:
@@ -157,12 +170,18 @@ func (u *Uploader) Codec() codec.Codec { return u.opts.Codec }
 
 // PartSize returns the part size Open uses for an object of about sizeHint
 // raw bytes (0: unknown): Options.PartSize if set, else storage.PartSize
-// from the store's Limits.
+// from the store's Limits, within Options.PartBudget (storage.PlanParts).
 func (u *Uploader) PartSize(sizeHint int64) int64 {
-	if u.opts.PartSize > 0 {
-		return u.opts.PartSize
-	}
-	return storage.PartSize(u.store.Limits, sizeHint)
+	ps, _ := u.plan(sizeHint)
+	return ps
+}
+
+// plan returns the part size and parts in flight of an object of about
+// sizeHint raw bytes.
+func (u *Uploader) plan(sizeHint int64) (int64, int) {
+	c := u.caps
+	c.Limits = u.store.Limits // a caller may lower them after New
+	return storage.PlanParts(c, sizeHint, u.opts.PartSize, u.opts.Concurrency, u.opts.PartBudget)
 }
 
 // MaxRawBytes returns how many raw bytes one object opened with sizeHint may
@@ -216,7 +235,7 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 			ct = "application/octet-stream"
 		}
 	}
-	partSize := u.PartSize(o.SizeHint)
+	partSize, inFlight := u.plan(o.SizeHint)
 
 	ob := &Object{u: u, key: key, hw: hashio.Writer{W: io.Discard, H: sha256.New()}}
 	ob.bw = getBufWriter(toWriter{ob})
@@ -231,10 +250,10 @@ func (u *Uploader) Open(ctx context.Context, key string, o ObjectOptions) (*Obje
 	ob.w = u.store.NewWriter(ctx, key, storage.WriteOptions{
 		ContentType: ct,
 		PartSize:    partSize,
-		Concurrency: u.opts.Concurrency,
+		Concurrency: inFlight,
 		Tee:         &ob.hw, // hashed in the upload's goroutine
 	})
-	u.log.Debug("upload started", "key", key, "codec", c.Name(), "part_size", partSize, "size_hint", o.SizeHint)
+	u.log.Debug("upload started", "key", key, "codec", c.Name(), "part_size", partSize, "parts_in_flight", inFlight, "size_hint", o.SizeHint)
 	return ob, nil
 }
 

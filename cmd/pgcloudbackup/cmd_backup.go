@@ -142,6 +142,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, f *backupFlags, metrics *ru
 		Codec:       c,
 		PartSize:    partSize,
 		Concurrency: f.uploadConcurrency,
+		PartBudget:  partShare(partPool, jobs, conc),
 		Logger:      g.logger,
 	})
 	if err := up.Validate(); err != nil {

@@ -10,7 +10,7 @@ import (
 
 // The memory budget (README "Memory"). Backup:
 //
-//	part size × (jobs + max(upload concurrency, 2) − 1)   S3 part buffers, one pool
+//	part size × (jobs + max(upload concurrency, 2) − 1)   part buffers (S3: one pool; GCS, Azure: see partShare)
 //	+ jobs × backupPerJob                                compressor, pipe, read buffers
 //	+ memBase                                            runtime, clients, file lists
 //
@@ -67,6 +67,22 @@ func backupBudget(partSize int64, concurrency, jobs int) int64 {
 // poolParts is the number of parts the pool holds (see the budget above).
 func poolParts(jobs, concurrency int) int64 {
 	return int64(jobs + max(concurrency, 2) - 1)
+}
+
+// partShare is the memory one object's part buffers may take
+// (uploader.Options.PartBudget): one of the poolParts parts the budget
+// counts. Every object open at once (an archive per job and
+// backup_manifest: jobs + 1 ≤ poolParts) gets a share within the pool, on
+// every backend (storage.PlanParts):
+//
+//	S3     its parts come from the pool; the automatic part size is at most
+//	       a share, so a part always fits and a huge archive is split into
+//	       volumes instead of growing the parts
+//	GCS    one chunk per object, at most a share
+//	Azure  upload concurrency blocks per object, together at most a share
+//	file, mem  no part buffers
+func partShare(pool int64, jobs, concurrency int) int64 {
+	return pool / poolParts(jobs, concurrency)
 }
 
 // fitBackup applies --memory to a backup's settings. Without --memory

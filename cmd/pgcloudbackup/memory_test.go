@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
 // TestFitBackup: the budget formula at the defaults, shrinking what the
@@ -116,5 +117,53 @@ func TestSetBackupMemoryGC(t *testing.T) {
 	restoreGC()
 	if got := debug.SetGCPercent(75); got != 75 {
 		t.Errorf("GOGC after a backup = %d, want the 75 from before", got)
+	}
+}
+
+// TestPartShareFitsEveryBackend: with the pool fitBackup gives and the
+// share partShare takes from it, the part buffers every backend holds at
+// once (jobs archives and backup_manifest, with the part size and parts in
+// flight storage.PlanParts chooses for a huge archive) stay within the
+// pool, so the whole run stays within --memory on S3, GCS and Azure.
+func TestPartShareFitsEveryBackend(t *testing.T) {
+	const mib = 1 << 20
+	backends := []storage.Caps{
+		{Limits: storage.LimitsFor("s3"), PartBuffers: storage.PooledParts},
+		{Limits: storage.LimitsFor("gs"), PartBuffers: storage.OnePartPerObject},
+		{Limits: storage.LimitsFor("azblob"), PartBuffers: storage.PartsInFlightPerObject},
+	}
+	for _, limit := range []int64{0, 40 * mib, 64 * mib, 100 * mib, 1 << 30} {
+		for _, part := range []int64{0, 8 * mib} {
+			for _, conc := range []int{1, 2, 4, 16} {
+				jobs, c, pool, budget, err := fitBackup(limit, part, 2, conc, false, true)
+				if err != nil {
+					continue // refused: nothing runs
+				}
+				share := partShare(pool, jobs, c)
+				for _, caps := range backends {
+					var held int64
+					for obj := 0; obj < jobs+1; obj++ { // archives, backup_manifest
+						ps, inFlight := storage.PlanParts(caps, 1e13, part, c, share)
+						switch caps.PartBuffers {
+						case storage.PooledParts, storage.OnePartPerObject:
+							// S3: the part each object fills (the rest of the
+							// pool moves); GCS: its chunk.
+							held += ps
+						case storage.PartsInFlightPerObject:
+							held += ps * int64(inFlight)
+						}
+					}
+					if held > pool {
+						t.Errorf("--memory %d MiB, part %d MiB, concurrency %d, backend %d: %d open objects hold %d bytes of parts, above the pool of %d (budget %d)",
+							limit/mib, part/mib, c, caps.PartBuffers, jobs+1, held, pool, budget)
+					}
+				}
+			}
+		}
+	}
+	// At the defaults the share is one 5 MiB part.
+	jobs, c, pool, _, _ := fitBackup(0, 0, 2, 2, false, false)
+	if s := partShare(pool, jobs, c); s != 5*mib {
+		t.Errorf("default share %d, want 5 MiB", s)
 	}
 }
