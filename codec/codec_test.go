@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/testenv"
 )
@@ -370,4 +371,40 @@ func stderrOf(err error) string {
 		return string(ee.Stderr)
 	}
 	return fmt.Sprint(err)
+}
+
+// TestZstdWindowBounded: a frame from the bucket that asks for a larger
+// history window than any backup uses is refused, not allocated.
+func TestZstdWindowBounded(t *testing.T) {
+	for _, tc := range []struct {
+		window int
+		ok     bool
+	}{{zstdMaxWindow, true}, {4 * zstdMaxWindow, false}} {
+		var buf bytes.Buffer
+		enc, err := zstd.NewWriter(&buf, zstd.WithWindowSize(tc.window), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// More than the window and no content size: the frame header
+		// declares the window.
+		data := bytes.Repeat([]byte("pgcloudbackup window "), (tc.window+zstdMaxWindow)/20)
+		if _, err := enc.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Zstd.NewReader(&buf)
+		var got []byte
+		if err == nil {
+			got, err = io.ReadAll(r)
+			r.Close()
+		}
+		switch {
+		case tc.ok && (err != nil || !bytes.Equal(got, data)):
+			t.Errorf("window %d MiB: %v (%d of %d bytes)", tc.window>>20, err, len(got), len(data))
+		case !tc.ok && err == nil:
+			t.Errorf("window %d MiB: decoded, want refused", tc.window>>20)
+		}
+	}
 }

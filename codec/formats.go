@@ -112,13 +112,21 @@ func (z *zstdWriter) Close() error {
 	return err
 }
 
+// zstdMaxWindow is the largest window a stored frame may ask for: ours
+// write 512 KiB (1 MiB before), the zstd command line at most 8 MiB below
+// --long and --ultra.
+const zstdMaxWindow = 8 << 20
+
 func (zstdCodec) NewReader(r io.Reader) (io.ReadCloser, error) {
 	dec, _ := zstdDecoders.Get().(*zstd.Decoder)
 	if dec == nil {
 		var err error
 		// Concurrency 1 decodes in the caller's goroutine (no background
 		// goroutines to leak); a restore runs several streams in parallel.
-		dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+		// The window is the history the decoder holds, and a frame from the
+		// bucket says how large it is: zstdMaxWindow bounds it (the library
+		// allows 512 MiB per stream).
+		dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
 			return nil, fmt.Errorf("zstd decoder: %w", err)
 		}
