@@ -328,19 +328,20 @@ func (m *Writer) Finish(ranges []WALRange) error {
 		b = append(b, `" }`...)
 	}
 	b = append(b, "\n],\n"...)
-	if _, err := m.bw.Write(b); err != nil {
-		m.err = err
-		return fmt.Errorf("finish backup_manifest: %w", err)
-	}
 	// Everything so far must have gone through the hash before we read it.
-	if err := m.bw.Flush(); err != nil {
-		m.err = err
-		return fmt.Errorf("finish backup_manifest: %w", err)
+	if err := m.writeFlush(b); err != nil {
+		return err
 	}
 	b = b[:0]
 	b = append(b, `"Manifest-Checksum": "`...)
 	b = hex.AppendEncode(b, m.sum.Sum(nil))
 	b = append(b, "\"}\n"...)
+	return m.writeFlush(b)
+}
+
+// writeFlush writes b and flushes it through the hash to the destination;
+// a failure sticks.
+func (m *Writer) writeFlush(b []byte) error {
 	if _, err := m.bw.Write(b); err != nil {
 		m.err = err
 		return fmt.Errorf("finish backup_manifest: %w", err)
