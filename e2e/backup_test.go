@@ -168,13 +168,7 @@ func TestBackupExtractByHand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "tablespace_map"), []byte(sample.TablespaceOID+" "+tsDir+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, root)
-	}
-	restored := pgtest.Adopt(t, data)
-	if diff := pgtest.Compare(c, restored, sample.CompareQueries); diff != "" {
-		t.Fatalf("restored data differs: %s", diff)
-	}
+	restored := startRestored(t, c, sample, root, data)
 	if n := restored.QueryString("postgres", "SELECT count(*)::text FROM scratch"); n != "0" {
 		t.Errorf("unlogged table has %s rows after restore, want 0 (reset from its init fork)", n)
 	}

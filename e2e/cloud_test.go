@@ -152,13 +152,7 @@ func cloudRoundTrip(t *testing.T, c *pgtest.Cluster, sample *pgtest.Sample, env 
 	if err != nil || !strings.Contains(string(out), "backup successfully verified") {
 		t.Fatalf("pg_verifybackup on the restored directory: %v\n%s", err, out)
 	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, root)
-	}
-	restored := pgtest.Adopt(t, target)
-	if diff := pgtest.Compare(c, restored, sample.CompareQueries); diff != "" {
-		t.Fatalf("restored data differs: %s", diff)
-	}
+	restored := startRestored(t, c, sample, root, target)
 	restored.Stop()
 	return b.ID
 }

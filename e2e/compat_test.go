@@ -46,13 +46,7 @@ func TestRestoresOlderRelease(t *testing.T) {
 				"--tablespace-map", sample.TablespaceOID+"="+tsDir); r.code != 0 {
 				t.Fatalf("restore: %s", r)
 			}
-			if pgtest.RunningAsRoot() {
-				pgtest.ChownToServerUser(t, root)
-			}
-			restored := pgtest.Adopt(t, target)
-			if diff := pgtest.Compare(c, restored, sample.CompareQueries); diff != "" {
-				t.Fatalf("restored data differs: %s", diff)
-			}
+			restored := startRestored(t, c, sample, root, target)
 			restored.Stop()
 		})
 	}

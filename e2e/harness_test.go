@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pgtest"
 )
 
 // binary is the pgcloudbackup executable built for this test run.
@@ -211,4 +213,19 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// startRestored starts the cluster restored at target (root: the tree
+// holding it and its tablespaces, handed to the server's user when the
+// tests run as root) and fails the test unless its data equals c's.
+func startRestored(t *testing.T, c *pgtest.Cluster, sample *pgtest.Sample, root, target string) *pgtest.Cluster {
+	t.Helper()
+	if pgtest.RunningAsRoot() {
+		pgtest.ChownToServerUser(t, root)
+	}
+	restored := pgtest.Adopt(t, target)
+	if diff := pgtest.Compare(c, restored, sample.CompareQueries); diff != "" {
+		t.Fatalf("restored data differs: %s", diff)
+	}
+	return restored
 }

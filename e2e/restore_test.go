@@ -78,13 +78,7 @@ func TestRestoreFromMinIO(t *testing.T) {
 	if err != nil || !strings.Contains(string(vout), "backup successfully verified") {
 		t.Fatalf("pg_verifybackup on the restored directory: %v\n%s", err, vout)
 	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, root)
-	}
-	restored := pgtest.Adopt(t, target)
-	if diff := pgtest.Compare(c, restored, sample.CompareQueries); diff != "" {
-		t.Fatalf("restored data differs: %s", diff)
-	}
+	restored := startRestored(t, c, sample, root, target)
 	if n := restored.QueryString("postgres", "SELECT count(*)::text FROM scratch"); n != "0" {
 		t.Errorf("unlogged table has %s rows after restore, want 0", n)
 	}

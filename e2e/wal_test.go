@@ -41,13 +41,7 @@ func TestSelfContainedByDefault(t *testing.T) {
 	if out, err := c.Client("pg_verifybackup", target).CombinedOutput(); err != nil {
 		t.Fatalf("pg_verifybackup: %v\n%s", err, out)
 	}
-	if pgtest.RunningAsRoot() {
-		pgtest.ChownToServerUser(t, root)
-	}
-	restored := pgtest.Adopt(t, target)
-	if diff := pgtest.Compare(c, restored, sample.CompareQueries); diff != "" {
-		t.Fatalf("restored data differs: %s", diff)
-	}
+	restored := startRestored(t, c, sample, root, target)
 	restored.Stop()
 
 	// The warning survives -q (the server's own notice about archiving
