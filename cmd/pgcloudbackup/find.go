@@ -21,6 +21,10 @@ func (g *globalOptions) openStore(ctx context.Context) (*storage.Store, error) {
 	if g.bucket == "" {
 		return nil, usageError("no bucket: give --bucket URL or set PGCLOUDBACKUP_BUCKET")
 	}
+	// The executable's pages that only start-up touched leave first: the
+	// bucket's client and the catalog would otherwise come on top of them
+	// (a restore's peak RSS from MinIO: 44 -> 39 MiB).
+	releaseStartupPages()
 	return storage.Open(ctx, g.bucket, storage.Options{Logger: g.logger})
 }
 
