@@ -23,7 +23,7 @@ func listWindows(ctx context.Context, store *storage.Store, entries []*catalog.E
 			continue
 		}
 		m := e.Manifest
-		w, err := walarchive.CheckWindow(ctx, store, m.Timeline, m.StartLSN, m.StopLSN)
+		w, err := walarchive.FollowWindow(ctx, store, m.Timeline, m.StartLSN, m.StopLSN)
 		if err != nil {
 			return nil, err
 		}

@@ -44,9 +44,9 @@ func runShow(ctx context.Context, g *globalOptions, ref string) error {
 		return err
 	}
 	printManifest(g.stdout, e)
-	// The recoverable window: one listing of the backup's timeline in the
-	// WAL archive (show is about one backup, so the cost is bounded).
-	if w, err := walarchive.CheckWindow(ctx, store, e.Manifest.Timeline, e.Manifest.StartLSN, e.Manifest.StopLSN); err == nil {
+	// The recoverable window along the timelines recovery would follow (a
+	// few listings; show is about one backup, so the cost is bounded).
+	if w, err := walarchive.FollowWindow(ctx, store, e.Manifest.Timeline, e.Manifest.StartLSN, e.Manifest.StopLSN); err == nil {
 		printWindow(g.stdout, w)
 	} else {
 		g.logger.Warn("could not read the WAL archive", "error", failure.OneLine(err))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgcloudbackup/pgcloudbackup/catalog"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/manifest"
@@ -57,6 +58,13 @@ func TestVerifyWALFollowsLaterTimeline(t *testing.T) {
 	printWindow(&out, w)
 	if want := "timelines 1 → 2, 4 contiguous segments 000000010000000000000001 … 000000020000000000000004"; !strings.Contains(out.String(), want) {
 		t.Errorf("printed %q, want it to say %q", out.String(), want)
+	}
+
+	// list --wal (and show, through the same walarchive.FollowWindow) say
+	// the same window as verify.
+	ws, err := listWindows(ctx, b.store, []*catalog.Entry{{Manifest: m}}, true)
+	if err != nil || len(ws) != 1 || ws[0] == nil || ws[0].Last != w.Last || ws[0].End != w.End || !ws[0].ReachesStop {
+		t.Errorf("list --wal window %+v, %v; want verify's %+v", ws, err, w)
 	}
 
 	push(wal.FileName(2, 6, segSize), bytes.Repeat([]byte{6}, segSize))
