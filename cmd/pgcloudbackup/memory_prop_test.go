@@ -1,0 +1,88 @@
+package main
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/pgcloudbackup/pgcloudbackup/storage"
+)
+
+// TestFitBackupPlanPartsProperties: for random flags (any --jobs,
+// --upload-concurrency, explicit or automatic --part-size the backend
+// accepts, --memory from the smallest to 64 GiB) and archive sizes up to
+// 5 TiB, on S3, GCS and Azure: an accepted run's formula stays within
+// --memory, the objects open at once hold no more part memory than the
+// pool, every part size is one the backend accepts, an object split at
+// MaxRawBytes needs no more parts than the backend allows (with 10%
+// compression expansion), and nothing divides by zero.
+func TestFitBackupPlanPartsProperties(t *testing.T) {
+	const mib = 1 << 20
+	backends := map[string]storage.Caps{
+		"s3":     {Limits: storage.LimitsFor("s3"), PartBuffers: storage.PooledParts},
+		"gs":     {Limits: storage.LimitsFor("gs"), PartBuffers: storage.OnePartPerObject},
+		"azblob": {Limits: storage.LimitsFor("azblob"), PartBuffers: storage.PartsInFlightPerObject},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	accepted := 0
+	for range 20000 {
+		jobs, conc := 1+rng.IntN(64), 1+rng.IntN(32)
+		jobsSet, concSet := rng.IntN(2) == 0, rng.IntN(2) == 0
+		var part int64
+		switch rng.IntN(4) {
+		case 1:
+			part = 1 + rng.Int64N(5<<30)
+		case 2:
+			part = int64(1+rng.IntN(64)) * mib
+		}
+		var limit int64
+		if rng.IntN(4) != 0 {
+			limit = memBase + rng.Int64N(64<<30)
+			if rng.IntN(2) == 0 {
+				limit = memBase + rng.Int64N(200*mib)
+			}
+		}
+		j, c, pool, budget, err := fitBackup(limit, part, jobs, conc, jobsSet, concSet)
+		if err != nil {
+			continue
+		}
+		accepted++
+		if limit > 0 && budget > limit || pool <= 0 || j < 1 || c < 1 {
+			t.Fatalf("fitBackup(%d, %d, %d, %d, %v, %v) = %d, %d, pool %d, budget %d", limit, part, jobs, conc, jobsSet, concSet, j, c, pool, budget)
+		}
+		share := partShare(pool, j, c)
+		for name, caps := range backends {
+			l := caps.Limits
+			if part > 0 && (part < l.MinPartSize || l.MaxPartSize > 0 && part > l.MaxPartSize) {
+				continue // refused by the uploader before any work
+			}
+			hint := rng.Int64N(5 << 40)
+			ps, inFlight := storage.PlanParts(caps, hint, part, c, share)
+			what := func() string {
+				return name + ": " + sizeString(ps) + " parts × " + sizeString(int64(inFlight)) + " in flight; share " + sizeString(share) + ", pool " + sizeString(pool)
+			}
+			if ps < l.MinPartSize || l.MaxPartSize > 0 && ps > l.MaxPartSize || inFlight < 1 {
+				t.Fatalf("limit %d part %d jobs %d conc %d: %s: outside the backend's limits", limit, part, j, c, what())
+			}
+			if part == 0 && name == "gs" && ps%(256<<10) != 0 {
+				t.Fatalf("%s: a GCS chunk not a multiple of 256 KiB", what())
+			}
+			held := ps
+			if caps.PartBuffers == storage.PartsInFlightPerObject {
+				held = ps * int64(inFlight)
+			}
+			if held*int64(j+1) > pool {
+				t.Fatalf("limit %d part %d jobs %d conc %d: %s: %d open objects hold more than the pool", limit, part, j, c, what(), j+1)
+			}
+			if l.MaxParts > 0 {
+				raw := storage.MaxRawBytes(l, ps)
+				stored := raw + raw/10
+				if parts := (stored + ps - 1) / ps; parts > int64(l.MaxParts) {
+					t.Fatalf("%s: an object of %d raw bytes may need %d parts, more than %d", what(), raw, parts, l.MaxParts)
+				}
+			}
+		}
+	}
+	if accepted < 1000 {
+		t.Fatalf("only %d of the runs accepted: the test checks too little", accepted)
+	}
+}
