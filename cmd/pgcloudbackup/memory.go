@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 
@@ -120,7 +121,14 @@ func fitBackup(limit, partSize int64, jobs, concurrency int, jobsSet, concSet bo
 // fitRestore applies --memory to a restore's jobs the same way, for a
 // backup of files files, and returns them and the budget.
 func fitRestore(limit int64, jobs int, jobsSet bool, files int64) (int, int64, error) {
-	budget := func(j int) int64 { return int64(j)*restorePerJob + files*restorePerFile + memBase }
+	budget := func(j int) int64 {
+		fixed := int64(j)*restorePerJob + memBase
+		if files < 0 || files > (math.MaxInt64-fixed)/restorePerFile {
+			// The count comes from the bucket: saturate, never wrap.
+			return math.MaxInt64
+		}
+		return fixed + files*restorePerFile
+	}
 	if limit > 0 {
 		for budget(jobs) > limit {
 			if jobsSet || jobs == 1 {
@@ -171,4 +179,18 @@ func parseMemory(s string) (int64, error) {
 		return 0, usageError("--memory %q: want a size of at least %s, like 64MiB", s, sizeString(memBase))
 	}
 	return v, nil
+}
+
+// sumFiles adds the file counts of a backup's tablespaces (from
+// manifest.json, so anything an int64 holds), saturating at MaxInt64
+// rather than wrapping around.
+func sumFiles(counts []int64) int64 {
+	var n int64
+	for _, c := range counts {
+		if c < 0 || n > math.MaxInt64-c {
+			return math.MaxInt64
+		}
+		n += c
+	}
+	return n
 }

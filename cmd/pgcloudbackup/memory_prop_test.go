@@ -1,9 +1,11 @@
 package main
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -84,5 +86,24 @@ func TestFitBackupPlanPartsProperties(t *testing.T) {
 	}
 	if accepted < 1000 {
 		t.Fatalf("only %d of the runs accepted: the test checks too little", accepted)
+	}
+}
+
+// TestFitRestoreHugeFileCount: manifest.json is read from the bucket, so
+// its file count may be anything a JSON int64 holds; files × 96 bytes must
+// not wrap around into a small (or negative) budget that --memory accepts,
+// nor may the sum over tablespaces (sumFiles).
+func TestFitRestoreHugeFileCount(t *testing.T) {
+	const mib = 1 << 20
+	for _, files := range []int64{1e17, math.MaxInt64 / restorePerFile, math.MaxInt64, sumFiles([]int64{math.MaxInt64, math.MaxInt64})} {
+		if _, b, err := fitRestore(64*mib, 2, false, files); failure.KindOf(err) != failure.Usage {
+			t.Errorf("%d files in --memory 64MiB: budget %d, %v; want a usage error", files, b, err)
+		}
+		if _, b, err := fitRestore(0, 2, false, files); err != nil || b < 64*mib {
+			t.Errorf("%d files without --memory: budget %d, %v; want a large budget", files, b, err)
+		}
+	}
+	if got := sumFiles([]int64{1, 2, 3}); got != 6 {
+		t.Errorf("sumFiles: %d", got)
 	}
 }
