@@ -161,15 +161,25 @@ func setMemoryLimit(limit int64) {
 
 // setRunMemory is setMemoryLimit for a backup or restore, which also sets
 // its GOGC (backupGCPercent, restoreGCPercent; a GOGC in the environment
-// wins) until the returned func puts the previous one back (for a process
-// that goes on after the run: the tests that run it in-process).
+// wins) until the returned func puts the previous ones (GOGC and the soft
+// limit) back (for a process that goes on after the run: the tests that
+// run it in-process).
 func setRunMemory(limit int64, gcPercent int) (restoreGC func()) {
+	oldLimit := debug.SetMemoryLimit(-1)
 	setMemoryLimit(limit)
-	if os.Getenv("GOGC") != "" {
-		return func() {}
+	setGC := os.Getenv("GOGC") == "" // else the environment's wins
+	oldGC := 0
+	if setGC {
+		oldGC = debug.SetGCPercent(gcPercent)
 	}
-	old := debug.SetGCPercent(gcPercent)
-	return func() { debug.SetGCPercent(old) }
+	return func() {
+		// The soft limit too: a budget left behind would keep the
+		// collector running in whatever the process does next.
+		debug.SetMemoryLimit(oldLimit)
+		if setGC {
+			debug.SetGCPercent(oldGC)
+		}
+	}
 }
 
 // parseMemory parses --memory ("" means no limit: the formula's value).

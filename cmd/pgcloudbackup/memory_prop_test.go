@@ -3,6 +3,8 @@ package main
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"runtime/debug"
 	"testing"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
@@ -107,5 +109,25 @@ func TestFitRestoreHugeFileCount(t *testing.T) {
 	}
 	if got := sumFiles([]int64{1, 2, 3}); got != 6 {
 		t.Errorf("sumFiles: %d", got)
+	}
+}
+
+// TestSetRunMemoryPutsLimitBack: a backup or restore run in-process (the
+// tests run dozens) leaves the soft memory limit as it found it, not at
+// the run's budget: a 28 MiB limit left behind makes the collector run
+// without pause in everything that follows.
+func TestSetRunMemoryPutsLimitBack(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set in the environment: it wins, nothing to change")
+	}
+	const before = 1 << 40
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(before))
+	done := setRunMemory(28<<20, restoreGCPercent)
+	if got := debug.SetMemoryLimit(-1); got != 28<<20 {
+		t.Errorf("limit during the run = %d, want the budget", got)
+	}
+	done()
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("limit after the run = %d, want %d from before", got, int64(before))
 	}
 }
