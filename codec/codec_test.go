@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -405,6 +406,35 @@ func TestZstdWindowBounded(t *testing.T) {
 			t.Errorf("window %d MiB: %v (%d of %d bytes)", tc.window>>20, err, len(got), len(data))
 		case !tc.ok && err == nil:
 			t.Errorf("window %d MiB: decoded, want refused", tc.window>>20)
+		}
+	}
+}
+
+// TestZstdSingleSegmentWindowBounded: a single-segment frame has no window
+// descriptor: its window is its declared content size. A frame from the
+// bucket declaring 16 MiB or 1 GiB of content (then holding 1 KiB) must not make the
+// decoder allocate a 1 GiB history: zstdMaxWindow bounds it too.
+func TestZstdSingleSegmentWindowBounded(t *testing.T) {
+	for _, fcs := range []uint64{2 * zstdMaxWindow, 1 << 30} {
+		frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0} // magic; single segment, 8-byte content size
+		frame = binary.LittleEndian.AppendUint64(frame, fcs)
+		const n = 1024
+		hdr := uint32(n<<3 | 1) // last block, raw
+		frame = append(frame, byte(hdr), byte(hdr>>8), byte(hdr>>16))
+		frame = append(frame, bytes.Repeat([]byte{'x'}, n)...)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r, err := Zstd.NewReader(bytes.NewReader(frame))
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+			r.Close()
+		}
+		runtime.ReadMemStats(&after)
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*zstdMaxWindow {
+			t.Errorf("a frame declaring %d MiB of content made the decoder allocate %d MiB (%v)", fcs>>20, alloc>>20, err)
+		}
+		if err == nil {
+			t.Errorf("a frame declaring %d MiB of content, more than the window allowed, decoded", fcs>>20)
 		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/failure"
+	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/backupmanifest"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
 )
 
@@ -79,5 +81,65 @@ func TestPGManifestCopyPinned(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "backup_manifest")); !os.IsNotExist(err) {
 		t.Errorf("a refused copy was left in the target: %v", err)
+	}
+}
+
+// TestPGManifestSecondReadRefused: the second read of backup_manifest (the
+// copy into the target, plain or with an entry rewritten for moved
+// tablespaces) refuses an object that is shorter, longer or other bytes of
+// the same size than the one indexed, also when manifest.json (an older
+// release's) gives no SHA-256 for it, and leaves no copy behind.
+func TestPGManifestSecondReadRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		change func([]byte) []byte
+	}{
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
+		{"longer", func(b []byte) []byte { return append(b, '\n') }},
+		{"other bytes", func(b []byte) []byte { b[10] ^= 1; return b }},
+		{"empty", func(b []byte) []byte { return nil }},
+	} {
+		for _, replace := range []*backupmanifest.ReplacedFile{nil, {Path: "PG_VERSION", Size: 3, ModTime: time.Unix(0, 0), CRC32C: 1}} {
+			for _, noSum := range []bool{false, true} {
+				store, err := storage.Open(ctx, "mem://", storage.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := benign(t, store, "20260402T000000Z")
+				if noSum {
+					m.BackupManifest.SHA256 = ""
+				}
+				x, err := loadIndex(ctx, store, m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dir := t.TempDir()
+				s, err := newDirSink(dir, nil, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := writePGManifest(ctx, store, m, x, s, replace); err != nil {
+					t.Fatalf("%s: copy before the change: %v", tc.name, err)
+				}
+				key := store.BackupKey(m.ID, m.BackupManifest.Key)
+				data, err := store.ReadAll(ctx, key, 1<<30)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := store.WriteAll(ctx, key, tc.change(data), storage.WriteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				err = writePGManifest(ctx, store, m, x, s, replace)
+				if err == nil || failure.KindOf(err) != failure.Failed {
+					t.Errorf("%s (rewrite %v, no SHA-256 %v): %v, want a failure", tc.name, replace != nil, noSum, err)
+				}
+				if _, err := os.Stat(filepath.Join(dir, "backup_manifest")); !os.IsNotExist(err) {
+					t.Errorf("%s (rewrite %v, no SHA-256 %v): a refused copy was left in the target: %v", tc.name, replace != nil, noSum, err)
+				}
+				s.close()
+				x.close()
+			}
+		}
 	}
 }

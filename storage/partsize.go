@@ -79,9 +79,10 @@ const partGrain = 256 << 10
 //     least l.MinPartSize, concurrency lowered when it must be), and
 //     capped like the others.
 //
-// explicit (> 0) is a part size the user chose: it is kept, and only the
-// parts in flight of a PartsInFlightPerObject backend are lowered to fit
-// it (to no fewer than one). It is a pure function.
+// explicit (> 0) is a part size the user chose: it is kept (on GCS rounded
+// down to a multiple of 256 KiB, which its client would round up), and only
+// the parts in flight of a PartsInFlightPerObject backend are lowered to
+// fit it (to no fewer than one). It is a pure function.
 func PlanParts(c Caps, sizeHint, explicit int64, concurrency int, perObject int64) (partSize int64, partsInFlight int) {
 	l := c.Limits
 	concurrency = max(concurrency, 1)
@@ -101,6 +102,12 @@ func PlanParts(c Caps, sizeHint, explicit int64, concurrency int, perObject int6
 		maxPart = perObject / int64(concurrency) / partGrain * partGrain
 	}
 	if explicit > 0 {
+		if c.PartBuffers == OnePartPerObject {
+			// The GCS client rounds a chunk up to a multiple of 256 KiB
+			// and buffers that much: round down instead, so the chunk it
+			// holds is no more than the part size the budget counts.
+			explicit = max(explicit/partGrain*partGrain, partGrain)
+		}
 		return explicit, concurrency
 	}
 	return partSizeWithin(l, sizeHint, max(maxPart, partGrain)), concurrency

@@ -172,3 +172,15 @@ func TestPlanPartsFitShare(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanPartsGCSExplicitChunk: an explicit part size on GCS is rounded
+// down to a multiple of 256 KiB; the client would round it up and buffer
+// more than the share the budget counts.
+func TestPlanPartsGCSExplicitChunk(t *testing.T) {
+	gs := Caps{Limits: LimitsFor("gs"), PartBuffers: OnePartPerObject}
+	for explicit, want := range map[int64]int64{5*mib + 1: 5 * mib, 5*mib - 1: 5*mib - 256<<10, 256 << 10: 256 << 10, 8 * mib: 8 * mib} {
+		if got, _ := PlanParts(gs, 0, explicit, 2, explicit); got != want {
+			t.Errorf("explicit %d within a share of %d: chunk %d, want %d", explicit, explicit, got, want)
+		}
+	}
+}

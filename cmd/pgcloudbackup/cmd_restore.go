@@ -152,11 +152,11 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	defer store.Close()
 	m := e.Manifest
-	var files int64
+	var counts []int64
 	for _, ts := range m.Tablespaces {
-		files += ts.Files
+		counts = append(counts, ts.Files)
 	}
-	jobs, budget, err := fitRestore(memLimit, f.jobs, jobsSet, files)
+	jobs, budget, err := fitRestore(memLimit, f.jobs, jobsSet, sumFiles(counts))
 	if err != nil {
 		return err
 	}

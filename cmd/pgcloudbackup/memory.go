@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 
@@ -120,7 +121,14 @@ func fitBackup(limit, partSize int64, jobs, concurrency int, jobsSet, concSet bo
 // fitRestore applies --memory to a restore's jobs the same way, for a
 // backup of files files, and returns them and the budget.
 func fitRestore(limit int64, jobs int, jobsSet bool, files int64) (int, int64, error) {
-	budget := func(j int) int64 { return int64(j)*restorePerJob + files*restorePerFile + memBase }
+	budget := func(j int) int64 {
+		fixed := int64(j)*restorePerJob + memBase
+		if files < 0 || files > (math.MaxInt64-fixed)/restorePerFile {
+			// The count comes from the bucket: saturate, never wrap.
+			return math.MaxInt64
+		}
+		return fixed + files*restorePerFile
+	}
 	if limit > 0 {
 		for budget(jobs) > limit {
 			if jobsSet || jobs == 1 {
@@ -153,15 +161,25 @@ func setMemoryLimit(limit int64) {
 
 // setRunMemory is setMemoryLimit for a backup or restore, which also sets
 // its GOGC (backupGCPercent, restoreGCPercent; a GOGC in the environment
-// wins) until the returned func puts the previous one back (for a process
-// that goes on after the run: the tests that run it in-process).
+// wins) until the returned func puts the previous ones (GOGC and the soft
+// limit) back (for a process that goes on after the run: the tests that
+// run it in-process).
 func setRunMemory(limit int64, gcPercent int) (restoreGC func()) {
+	oldLimit := debug.SetMemoryLimit(-1)
 	setMemoryLimit(limit)
-	if os.Getenv("GOGC") != "" {
-		return func() {}
+	setGC := os.Getenv("GOGC") == "" // else the environment's wins
+	oldGC := 0
+	if setGC {
+		oldGC = debug.SetGCPercent(gcPercent)
 	}
-	old := debug.SetGCPercent(gcPercent)
-	return func() { debug.SetGCPercent(old) }
+	return func() {
+		// The soft limit too: a budget left behind would keep the
+		// collector running in whatever the process does next.
+		debug.SetMemoryLimit(oldLimit)
+		if setGC {
+			debug.SetGCPercent(oldGC)
+		}
+	}
 }
 
 // parseMemory parses --memory ("" means no limit: the formula's value).
@@ -171,4 +189,18 @@ func parseMemory(s string) (int64, error) {
 		return 0, usageError("--memory %q: want a size of at least %s, like 64MiB", s, sizeString(memBase))
 	}
 	return v, nil
+}
+
+// sumFiles adds the file counts of a backup's tablespaces (from
+// manifest.json, so anything an int64 holds), saturating at MaxInt64
+// rather than wrapping around.
+func sumFiles(counts []int64) int64 {
+	var n int64
+	for _, c := range counts {
+		if c < 0 || n > math.MaxInt64-c {
+			return math.MaxInt64
+		}
+		n += c
+	}
+	return n
 }

@@ -46,11 +46,22 @@ func releaseStartupPages() {
 type mapping struct{ start, end uintptr }
 
 // readOnlyExeMappings returns, from /proc/self/smaps, the private mappings
-// of the file dev ("fd:01", as smaps shows it) and inode ino that are not writable and hold no anonymous
-// pages.
+// of the file dev ("fd:01", as smaps shows it) and inode ino that are not
+// writable and provably hold no anonymous pages: their entry says
+// "Anonymous: 0 kB" (none resident) and "Swap: 0 kB" (none swapped out: a
+// written page that was swapped out counts there, and MADV_DONTNEED would
+// replace it with the file's bytes). An entry without both lines, or smaps
+// that cannot be read to its end, releases nothing.
 func readOnlyExeMappings(smaps []byte, dev string, ino uint64) []mapping {
 	var out []mapping
 	var cur *mapping
+	var noAnon, noSwap bool
+	done := func() {
+		if cur != nil && noAnon && noSwap {
+			out = append(out, *cur)
+		}
+		cur = nil
+	}
 	sc := bufio.NewScanner(bytes.NewReader(smaps))
 	for sc.Scan() {
 		line := sc.Text()
@@ -59,7 +70,7 @@ func readOnlyExeMappings(smaps []byte, dev string, ino uint64) []mapping {
 			continue
 		}
 		if !strings.HasSuffix(f[0], ":") { // a mapping's header line
-			cur = nil
+			done()
 			// start-end perms offset dev inode path
 			if len(f) < 6 || (f[1] != "r-xp" && f[1] != "r--p") {
 				continue
@@ -76,14 +87,23 @@ func readOnlyExeMappings(smaps []byte, dev string, ino uint64) []mapping {
 			if err1 != nil || err2 != nil || b <= a {
 				continue
 			}
-			out = append(out, mapping{uintptr(a), uintptr(b)})
-			cur = &out[len(out)-1]
+			cur, noAnon, noSwap = &mapping{uintptr(a), uintptr(b)}, false, false
 			continue
 		}
-		if cur != nil && f[0] == "Anonymous:" && (len(f) < 2 || f[1] != "0") {
-			out = out[:len(out)-1] // written once: not the file's bytes any more
-			cur = nil
+		if cur == nil {
+			continue
+		}
+		zero := len(f) >= 2 && f[1] == "0"
+		switch f[0] {
+		case "Anonymous:":
+			noAnon = zero
+		case "Swap:":
+			noSwap = zero
 		}
 	}
+	if sc.Err() != nil {
+		return nil
+	}
+	done()
 	return out
 }

@@ -18,9 +18,11 @@ func TestReadOnlyExeMappings(t *testing.T) {
 Size:              23560 kB
 Rss:               18000 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 01b02000-0368e000 r--p 01702000 fe:00 42                                 /usr/bin/pgcloudbackup
 Size:              27000 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 0368e000-03779000 rw-p 0328e000 fe:00 42                                 /usr/bin/pgcloudbackup
 Anonymous:           300 kB
 03800000-03900000 r--p 03300000 fe:00 42                                 /usr/bin/pgcloudbackup
@@ -90,4 +92,31 @@ func exeRSS(t *testing.T) int64 {
 		t.Fatal("no resident read-only mapping of the executable found in /proc/self/smaps")
 	}
 	return total
+}
+
+// TestReadOnlyExeMappingsNeedsProof: a mapping is released only when its
+// smaps entry shows it holds no anonymous page, resident or swapped out.
+// A written page of a read-only mapping that was swapped out counts under
+// Swap, not Anonymous: MADV_DONTNEED would throw it away and the file's
+// bytes would come back in its place. An entry without the counters (a
+// truncated read, a kernel that does not print them) proves nothing.
+func TestReadOnlyExeMappingsNeedsProof(t *testing.T) {
+	smaps := `00400000-01b02000 r-xp 00000000 fe:00 42                                 /usr/bin/pgcloudbackup
+Rss:               18000 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+01b02000-0368e000 r--p 01702000 fe:00 42                                 /usr/bin/pgcloudbackup
+Rss:                   0 kB
+Anonymous:             0 kB
+Swap:                  8 kB
+03800000-03900000 r--p 03300000 fe:00 42                                 /usr/bin/pgcloudbackup
+Rss:                 100 kB
+03900000-03a00000 r--p 03400000 fe:00 42                                 /usr/bin/pgcloudbackup
+Anonymous:             0 kB
+`
+	got := readOnlyExeMappings([]byte(smaps), "fe:00", 42)
+	want := []mapping{{0x400000, 0x1b02000}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %x, want %x", got, want)
+	}
 }
