@@ -1,13 +1,11 @@
 package walarchive
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/pgcloudbackup/pgcloudbackup/internal/pg/wal"
 	"github.com/pgcloudbackup/pgcloudbackup/storage"
@@ -27,7 +25,7 @@ type HistoryEntry struct {
 func LatestTimeline(ctx context.Context, store *storage.Store, from uint32) (uint32, error) {
 	latest := from
 	for tli := from + 1; tli > from; tli++ {
-		ok, err := store.Exists(ctx, store.WALKey(fmt.Sprintf("%08X.history", tli)))
+		ok, err := store.Exists(ctx, store.WALKey(wal.HistoryFileName(tli)))
 		if err != nil {
 			return 0, store.Classify(err, "look up the history of timeline "+strconv.FormatUint(uint64(tli), 10))
 		}
@@ -45,7 +43,7 @@ func ReadHistory(ctx context.Context, store *storage.Store, tli uint32) ([]Histo
 	if tli <= 1 {
 		return nil, nil
 	}
-	name := fmt.Sprintf("%08X.history", tli)
+	name := wal.HistoryFileName(tli)
 	var buf bytes.Buffer
 	_, _, err := readObject(ctx, store, store.WALKey(name), &buf, maxSmallFile)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -57,36 +55,18 @@ func ReadHistory(ctx context.Context, store *storage.Store, tli uint32) ([]Histo
 	return ParseHistory(buf.Bytes(), tli)
 }
 
-// ParseHistory parses a history file's "parentTLI<TAB>switchpoint<TAB>reason"
-// lines (comments and blank lines skipped), as readTimeLineHistory does;
-// timelines must increase and stay below tli.
+// ParseHistory returns a history file's ancestors of timeline tli, oldest
+// first, each with the switch point where it ended; the file's rules are
+// wal.ParseHistory's (readTimeLineHistory's).
 func ParseHistory(data []byte, tli uint32) ([]HistoryEntry, error) {
-	var out []HistoryEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			return nil, fmt.Errorf("history of timeline %d, line %d: want a timeline and a switch point", tli, n)
-		}
-		t, err := strconv.ParseUint(f[0], 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("history of timeline %d, line %d: bad timeline %q", tli, n, f[0])
-		}
-		lsn, err := wal.ParseLSN(f[1])
-		if err != nil {
-			return nil, fmt.Errorf("history of timeline %d, line %d: %v", tli, n, err)
-		}
-		if len(out) > 0 && uint32(t) <= out[len(out)-1].TLI || uint32(t) >= tli {
-			return nil, fmt.Errorf("history of timeline %d, line %d: timeline %d out of order", tli, n, t)
-		}
-		out = append(out, HistoryEntry{TLI: uint32(t), SwitchPoint: lsn})
-	}
-	if err := sc.Err(); err != nil {
+	history, err := wal.ParseHistory(tli, data)
+	if err != nil {
 		return nil, err
+	}
+	// history is newest first, tli itself (still open) at its head.
+	out := make([]HistoryEntry, 0, len(history)-1)
+	for i := len(history) - 1; i > 0; i-- {
+		out = append(out, HistoryEntry{TLI: history[i].TLI, SwitchPoint: history[i].End})
 	}
 	return out, nil
 }
