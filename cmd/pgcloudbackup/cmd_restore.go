@@ -162,6 +162,10 @@ func runRestore(ctx context.Context, g *globalOptions, f *restoreFlags, ref stri
 	}
 	f.jobs = jobs
 	opts.Jobs = jobs
+	// Opening the bucket released the start-up pages; those only finding
+	// the backup used (catalog, manifest.json) leave before the restore's
+	// work too.
+	releaseStartupPages()
 	defer setRunMemory(budget, restoreGCPercent)()
 	if dropped, err := dropFetchForStreaming(ctx, g, store, f); err != nil {
 		return err

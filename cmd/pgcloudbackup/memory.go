@@ -147,12 +147,7 @@ func fitRestore(limit int64, jobs int, jobsSet bool, files int64) (int, int64, e
 // setMemoryLimit makes the budget the Go runtime's soft memory limit, so
 // the collector runs before the heap doubles past it (GOGC alone lets it
 // grow to twice the live set). A GOMEMLIMIT in the environment wins.
-//
-// It also releases the pages of the executable that only start-up used
-// (releaseStartupPages): it is called once the flags are parsed, before the
-// run's work.
 func setMemoryLimit(limit int64) {
-	releaseStartupPages()
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
